@@ -1,0 +1,5 @@
+import sys
+
+from skyscene.cli import main
+
+sys.exit(main())

@@ -1,0 +1,32 @@
+"""Containers and file formats: :class:`Exposure`, FITS, headers, tables."""
+
+from skyscene.io._atomic import atomic_path, atomic_write_text
+from skyscene.io.exposure import Exposure
+from skyscene.io.fits import is_fits, read_exposure, write_exposure
+from skyscene.io.headers import (
+    PROFILES,
+    InstrumentProfile,
+    ObservationInfo,
+    detect_profile,
+    get_profile,
+    parse_header,
+    register_profile,
+)
+from skyscene.io.tables import write_table
+
+__all__ = [
+    "PROFILES",
+    "Exposure",
+    "InstrumentProfile",
+    "ObservationInfo",
+    "atomic_path",
+    "atomic_write_text",
+    "detect_profile",
+    "get_profile",
+    "is_fits",
+    "parse_header",
+    "read_exposure",
+    "register_profile",
+    "write_exposure",
+    "write_table",
+]

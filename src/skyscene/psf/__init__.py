@@ -1,0 +1,28 @@
+"""PSF models sharing one protocol, PSFEx reading and PSF shapes from stars.
+
+``psf.render(shape, center=(x, y))`` returns the pixel-integrated PSF of unit total
+flux centred at the sub-pixel position ``(x, y)``; an ``(N, 2)`` array of centres
+gives ``N`` stamps. See :mod:`skyscene.psf.base`.
+"""
+
+from skyscene.psf.analytic import GaussianPSF, MoffatPSF, fwhm_to_sigma, sigma_to_fwhm
+from skyscene.psf.base import PSFModel, PSFProtocol
+from skyscene.psf.pixelized import GalSimPSF, PixelizedPSF
+from skyscene.psf.psfex import PSFExModel, read_psfex
+from skyscene.psf.shape import PSFShape, estimate_psf_shape, fit_star
+
+__all__ = [
+    "GalSimPSF",
+    "GaussianPSF",
+    "MoffatPSF",
+    "PSFExModel",
+    "PSFModel",
+    "PSFProtocol",
+    "PSFShape",
+    "PixelizedPSF",
+    "estimate_psf_shape",
+    "fit_star",
+    "fwhm_to_sigma",
+    "read_psfex",
+    "sigma_to_fwhm",
+]

@@ -1,0 +1,184 @@
+"""PSF shape from stars: elliptical Gaussian (or Moffat) fits to isolated stars."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from skyscene.errors import DataError, ParameterError
+from skyscene.psf.analytic import GaussianPSF, MoffatPSF, sigma_to_fwhm
+
+__all__ = ["PSFShape", "estimate_psf_shape", "fit_star"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PSFShape:
+    """Elliptical Gaussian shape of a PSF measured on stars.
+
+    Attributes
+    ----------
+    sigma_major, sigma_minor : float
+        Standard deviations along the axes, pixels (``sigma_major >= sigma_minor``).
+    theta : float
+        Orientation of the major axis, **radians** counter-clockwise from +x, in
+        ``(-π/2, π/2]``.
+    n_stars : int
+        Stars that entered the (median) estimate.
+    scatter : float
+        Robust relative scatter of the per-star geometric-mean sigma.
+    """
+
+    sigma_major: float
+    sigma_minor: float
+    theta: float
+    n_stars: int
+    scatter: float
+
+    @property
+    def fwhm(self) -> float:
+        """Geometric-mean FWHM, pixels."""
+        return float(sigma_to_fwhm(math.sqrt(self.sigma_major * self.sigma_minor)))
+
+    @property
+    def sigma(self) -> float:
+        """Geometric-mean sigma, pixels."""
+        return math.sqrt(self.sigma_major * self.sigma_minor)
+
+    def to_psf(self) -> GaussianPSF:
+        """The elliptical Gaussian PSF of this shape."""
+        return GaussianPSF(self.sigma_major, self.sigma_minor, self.theta)
+
+
+def _stamp(data, variance, x, y, half):
+    ix, iy = round(x), round(y)
+    ny, nx = data.shape
+    if ix - half < 0 or iy - half < 0 or ix + half >= nx or iy + half >= ny:
+        return None
+    sl = (slice(iy - half, iy + half + 1), slice(ix - half, ix + half + 1))
+    return data[sl], (None if variance is None else variance[sl]), ix - half, iy - half
+
+
+def fit_star(stamp, *, variance=None, model: str = "gaussian", center=None):
+    """Fit one star stamp with an elliptical profile plus a constant background.
+
+    Returns ``(psf, flux, x, y, background, success)`` as a dict; positions in stamp pixels.
+    """
+    ny, nx = stamp.shape
+    if center is None:
+        center = ((nx - 1) / 2.0, (ny - 1) / 2.0)
+    sigma_w = np.ones_like(stamp) if variance is None else np.sqrt(variance)
+    good = np.isfinite(stamp) & np.isfinite(sigma_w) & (sigma_w > 0)
+    if good.sum() < 10:
+        raise DataError("star stamp has fewer than 10 usable pixels")
+    bkg0 = float(np.median(np.concatenate([stamp[0], stamp[-1], stamp[:, 0], stamp[:, -1]])))
+    flux0 = float(np.sum(stamp[good] - bkg0))
+    if not flux0 > 0:
+        raise DataError("star stamp has no positive flux above the background")
+
+    def make(p):
+        s1, s2, th = math.exp(p[3]), math.exp(p[4]), p[5]
+        if model == "gaussian":
+            return GaussianPSF(s1, s2, th)
+        return MoffatPSF(s1, p[6], s2, th)
+
+    def resid(p):
+        psf = make(p)
+        img = p[0] * psf.render((ny, nx), center=(p[1], p[2])) + p[-1]
+        return ((stamp - img) / np.where(good, sigma_w, np.inf))[good]
+
+    p0 = [flux0, center[0], center[1], math.log(1.5), math.log(1.4), 0.1]
+    lo = [0.0, center[0] - 3, center[1] - 3, math.log(0.3), math.log(0.3), -np.inf]
+    hi = [np.inf, center[0] + 3, center[1] + 3, math.log(nx), math.log(ny), np.inf]
+    if model == "moffat":
+        p0 += [3.0]
+        lo += [1.2]
+        hi += [20.0]
+    elif model != "gaussian":
+        raise ParameterError(f"model must be 'gaussian' or 'moffat', got {model!r}")
+    p0 += [bkg0]
+    lo += [-np.inf]
+    hi += [np.inf]
+    res = least_squares(resid, p0, bounds=(lo, hi), x_scale="jac")
+    psf = make(res.x)
+    return {
+        "psf": psf,
+        "flux": float(res.x[0]),
+        "x": float(res.x[1]),
+        "y": float(res.x[2]),
+        "background": float(res.x[-1]),
+        "success": bool(res.success),
+    }
+
+
+def estimate_psf_shape(
+    data,
+    positions,
+    *,
+    variance=None,
+    mask=None,
+    half_size: int = 7,
+    max_stars: int = 20,
+) -> PSFShape:
+    """Elliptical Gaussian shape of the PSF from stars at ``positions``.
+
+    Parameters
+    ----------
+    data : ndarray, shape (ny, nx)
+    positions : array, shape (N, 2)
+        Approximate ``(x, y)`` of isolated, unsaturated stars, brightest first.
+    variance, mask : ndarray, optional
+        Per-pixel variance; True = bad pixel (stars touching one are skipped).
+    half_size : int
+        Stamps are ``2 * half_size + 1`` pixels across.
+    max_stars : int
+        Use at most this many stars.
+
+    Returns
+    -------
+    PSFShape
+        Median of the per-star fits; ``theta`` from the circular mean of ``2θ``.
+
+    Raises
+    ------
+    DataError
+        No star could be fitted.
+    """
+    positions = np.atleast_2d(np.asarray(positions, dtype=float))
+    fits = []
+    for x, y in positions:
+        if len(fits) >= max_stars:
+            break
+        cut = _stamp(data, variance, x, y, half_size)
+        if cut is None:
+            continue
+        stamp, var, x0, y0 = cut
+        if mask is not None and mask[y0 : y0 + stamp.shape[0], x0 : x0 + stamp.shape[1]].any():
+            continue
+        try:
+            fit = fit_star(stamp, variance=var, center=(x - x0, y - y0))
+        except DataError:
+            continue
+        if fit["success"] and fit["psf"].sigma_major < half_size / 1.5:
+            fits.append(fit["psf"])
+    if not fits:
+        raise DataError(f"no star could be fitted for the PSF shape (of {len(positions)} candidates)")
+    major = np.array([f.sigma_major for f in fits])
+    minor = np.array([f.sigma_minor for f in fits])
+    theta = np.array([f.theta for f in fits])
+    weight = (major - minor) / (major + minor)  # round stars say little about orientation
+    angle = 0.5 * math.atan2(np.sum(weight * np.sin(2 * theta)), np.sum(weight * np.cos(2 * theta)))
+    geo = np.sqrt(major * minor)
+    scatter = float(1.4826 * np.median(np.abs(geo - np.median(geo))) / np.median(geo))
+    return PSFShape(
+        sigma_major=float(np.median(major)),
+        sigma_minor=float(np.median(minor)),
+        theta=float(angle),
+        n_stars=len(fits),
+        scatter=scatter,
+    )
