@@ -1,0 +1,216 @@
+"""Alignment of an image (or a catalog) to a reference frame.
+
+The transform is a 3×3 affine matrix ``M`` mapping homogeneous image pixel
+coordinates ``(x, y, 1)`` to reference pixels. With enough stars it is a similarity
+transform found by astroalign's asterism matching; with too few stars a translation
+is measured by phase cross-correlation. Failure raises
+:class:`~skyscene.errors.AlignmentError`; callers log and exclude the frame.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from skyscene.errors import AlignmentError, ParameterError
+
+__all__ = [
+    "AlignmentResult",
+    "find_transform",
+    "find_transform_from_positions",
+    "translation_by_cross_correlation",
+    "warp",
+]
+
+log = logging.getLogger(__name__)
+
+MIN_STARS = 5
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class AlignmentResult:
+    """An image → reference transform.
+
+    Attributes
+    ----------
+    matrix : ndarray, shape (3, 3)
+        Affine matrix mapping ``(x, y, 1)`` of the image to reference pixels.
+    method : str
+        ``"identity"``, ``"astroalign"`` or ``"cross-correlation"``.
+    n_matches : int
+        Matched stars (0 for cross-correlation).
+    rms : float
+        RMS residual of the matched stars, pixels (NaN for cross-correlation).
+    """
+
+    matrix: np.ndarray
+    method: str
+    n_matches: int
+    rms: float
+
+    @classmethod
+    def identity(cls) -> AlignmentResult:
+        return cls(matrix=np.eye(3), method="identity", n_matches=0, rms=0.0)
+
+    def apply(self, xy) -> np.ndarray:
+        """Map image positions ``(N, 2)`` to the reference frame."""
+        xy = np.atleast_2d(np.asarray(xy, dtype=float))
+        return xy @ self.matrix[:2, :2].T + self.matrix[:2, 2]
+
+    def inverse(self, xy) -> np.ndarray:
+        """Map reference positions ``(N, 2)`` into the image."""
+        inv = np.linalg.inv(self.matrix)
+        xy = np.atleast_2d(np.asarray(xy, dtype=float))
+        return xy @ inv[:2, :2].T + inv[:2, 2]
+
+    @property
+    def shift(self) -> tuple[float, float]:
+        """Translation part ``(dx, dy)``, pixels."""
+        return float(self.matrix[0, 2]), float(self.matrix[1, 2])
+
+    @property
+    def scale(self) -> float:
+        return float(np.sqrt(abs(np.linalg.det(self.matrix[:2, :2]))))
+
+    @property
+    def rotation(self) -> float:
+        """Rotation angle, radians."""
+        return float(np.arctan2(self.matrix[1, 0], self.matrix[0, 0]))
+
+
+def find_transform_from_positions(xy, reference_xy, *, max_control_points: int = 50) -> AlignmentResult:
+    """Similarity transform between two star lists (brightest first) by asterism matching.
+
+    Raises
+    ------
+    AlignmentError
+        Fewer than 5 stars in either list, or astroalign finds no consistent match.
+    """
+    import astroalign
+
+    xy = np.atleast_2d(np.asarray(xy, dtype=float))[:max_control_points]
+    reference_xy = np.atleast_2d(np.asarray(reference_xy, dtype=float))[:max_control_points]
+    if len(xy) < MIN_STARS or len(reference_xy) < MIN_STARS:
+        raise AlignmentError(
+            f"too few stars to match ({len(xy)} in image, {len(reference_xy)} in reference; "
+            f"need {MIN_STARS})"
+        )
+    try:
+        transform, (src, dst) = astroalign.find_transform(xy, reference_xy, max_control_points=max_control_points)
+    except (astroalign.MaxIterError, ValueError, TypeError) as exc:
+        raise AlignmentError(f"no asterism match between the star lists: {exc}") from exc
+    matrix = np.asarray(transform.params, dtype=float)
+    pred = src @ matrix[:2, :2].T + matrix[:2, 2]
+    rms = float(np.sqrt(np.mean(np.sum((pred - dst) ** 2, axis=1))))
+    return AlignmentResult(matrix=matrix, method="astroalign", n_matches=len(src), rms=rms)
+
+
+def translation_by_cross_correlation(image, reference, *, mask=None, reference_mask=None, min_significance: float = 8.0) -> AlignmentResult:
+    """Translation by phase cross-correlation (sub-pixel, upsampled by 20).
+
+    The correlation peak must stand ``min_significance`` robust sigmas above the
+    correlation surface, otherwise :class:`AlignmentError` is raised.
+    """
+    from scipy import fft
+    from skimage.registration import phase_cross_correlation
+
+    image = np.asarray(image, dtype=float)
+    reference = np.asarray(reference, dtype=float)
+    if image.shape != reference.shape:
+        raise AlignmentError(f"cross-correlation needs equal shapes, got {image.shape} and {reference.shape}")
+
+    def prep(arr, msk):
+        bad = ~np.isfinite(arr) if msk is None else (np.asarray(msk, bool) | ~np.isfinite(arr))
+        if bad.all():
+            raise AlignmentError("cross-correlation: image is entirely masked or non-finite")
+        med = np.median(arr[~bad])
+        return np.where(bad, 0.0, arr - med)
+
+    img, ref = prep(image, mask), prep(reference, reference_mask)
+    # significance of the peak of the (phase) correlation surface
+    cross = fft.rfft2(ref) * np.conj(fft.rfft2(img))
+    cross /= np.maximum(np.abs(cross), 1e-30)
+    surface = fft.irfft2(cross, s=ref.shape)
+    peak = surface.max()
+    med = np.median(surface)
+    mad = 1.4826 * np.median(np.abs(surface - med))
+    significance = (peak - med) / mad if mad > 0 else 0.0
+    if not significance >= min_significance:
+        raise AlignmentError(
+            f"cross-correlation peak is not significant ({significance:.1f} sigma < {min_significance})"
+        )
+    shift, _, _ = phase_cross_correlation(ref, img, upsample_factor=20, normalization=None)
+    dy, dx = float(shift[0]), float(shift[1])
+    matrix = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
+    return AlignmentResult(matrix=matrix, method="cross-correlation", n_matches=0, rms=float("nan"))
+
+
+def find_transform(
+    image,
+    reference,
+    *,
+    mask=None,
+    reference_mask=None,
+    threshold: float = 5.0,
+) -> AlignmentResult:
+    """Align ``image`` to ``reference``: star matching, else cross-correlation.
+
+    Parameters
+    ----------
+    image, reference : ndarray
+        Images (backgrounds included or not).
+    mask, reference_mask : ndarray of bool, optional
+        True = bad pixel.
+    threshold : float
+        Detection threshold (sigma) for the stars used in matching.
+
+    Raises
+    ------
+    AlignmentError
+        Neither method succeeded.
+    """
+    from skyscene.detection import find_sources
+
+    try:
+        stars = find_sources(image, mask=mask, threshold=threshold)
+        ref_stars = find_sources(reference, mask=reference_mask, threshold=threshold)
+    except Exception as exc:  # detection failure means: try the fallback
+        log.debug("star detection failed for alignment: %s", exc)
+        stars = ref_stars = []
+    if len(stars) >= MIN_STARS and len(ref_stars) >= MIN_STARS:
+        try:
+            return find_transform_from_positions(
+                np.c_[stars["x"], stars["y"]], np.c_[ref_stars["x"], ref_stars["y"]]
+            )
+        except AlignmentError as exc:
+            log.info("star matching failed (%s); trying cross-correlation", exc)
+    if np.shape(image) != np.shape(reference):
+        raise AlignmentError(
+            f"cannot align: too few stars to match and shapes differ ({np.shape(image)} vs {np.shape(reference)})"
+        )
+    return translation_by_cross_correlation(image, reference, mask=mask, reference_mask=reference_mask)
+
+
+def warp(image, result: AlignmentResult, shape: tuple[int, int], *, order: int = 3) -> np.ndarray:
+    """Resample ``image`` onto the reference grid of ``shape``; NaN outside the image.
+
+    Non-finite input pixels spread to the output pixels they touch (as NaN).
+    """
+    from scipy import ndimage
+
+    if order not in (0, 1, 3, 5):
+        raise ParameterError(f"order must be 0, 1, 3 or 5, got {order!r}")
+    image = np.asarray(image, dtype=float)
+    inv = np.linalg.inv(result.matrix)
+    # ndimage works in (row, col) = (y, x): swap axes of the inverse matrix.
+    swap = np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1]], dtype=float)
+    m = swap @ inv @ swap
+    bad = ~np.isfinite(image)
+    filled = np.where(bad, 0.0, image)
+    out = ndimage.affine_transform(filled, m[:2, :2], offset=m[:2, 2], output_shape=shape, order=order, mode="constant", cval=np.nan)
+    if bad.any():
+        badw = ndimage.affine_transform(bad.astype(float), m[:2, :2], offset=m[:2, 2], output_shape=shape, order=1, mode="constant", cval=1.0)
+        out[badw > 0] = np.nan
+    return out
