@@ -1,0 +1,44 @@
+"""CCD calibration: master bias/dark/flat, bad pixels, cosmic rays, application.
+
+The optional first step of a reduction. Typical use::
+
+    from skyscene.calibration import CalibrationSet
+    calibration = CalibrationSet.from_directory("calib/")
+    calibrated = calibration.apply(read_exposure("raw/sci_001.fits"))
+
+All pixel values are in ADU; read noise is in ADU; gain in e-/ADU.
+"""
+
+from skyscene.calibration.calset import FRAME_TYPE_KEYS, CalibrationSet, classify_frame
+from skyscene.calibration.combine import CombineConfig, CombinedFrame, combine_frames
+from skyscene.calibration.cosmics import mask_cosmic_rays
+from skyscene.calibration.masters import (
+    MASTER_KINDS,
+    MasterFrame,
+    bad_pixel_mask,
+    make_master_bias,
+    make_master_dark,
+    make_master_flat,
+    read_master,
+    write_master,
+)
+from skyscene.calibration.process import calibrate
+
+__all__ = [
+    "FRAME_TYPE_KEYS",
+    "MASTER_KINDS",
+    "CalibrationSet",
+    "CombineConfig",
+    "CombinedFrame",
+    "MasterFrame",
+    "bad_pixel_mask",
+    "calibrate",
+    "classify_frame",
+    "combine_frames",
+    "make_master_bias",
+    "make_master_dark",
+    "make_master_flat",
+    "mask_cosmic_rays",
+    "read_master",
+    "write_master",
+]

@@ -1,0 +1,13 @@
+"""Forced aperture and optimal photometry; differential light curves."""
+
+from skyscene.photometry.differential import DifferentialLightCurves, differential_photometry, select_comparison_stars
+from skyscene.photometry.forced import FLAGS, AperturePhotometer, OptimalPhotometer
+
+__all__ = [
+    "FLAGS",
+    "AperturePhotometer",
+    "DifferentialLightCurves",
+    "OptimalPhotometer",
+    "differential_photometry",
+    "select_comparison_stars",
+]

@@ -1,0 +1,1 @@
+"""Orchestration: file-level jobs, batch runs through Dask, progress and logging."""

@@ -1,0 +1,1 @@
+"""Figures (matplotlib ``Figure`` objects, Agg; no pyplot state)."""

@@ -1,0 +1,121 @@
+"""Diagnostic figures of the reduction (``matplotlib.figure.Figure``, no pyplot state)."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Circle
+
+__all__ = [
+    "backgrounds_figure",
+    "catalog_figure",
+    "header_times_figure",
+    "light_curves_figure",
+    "rms_vs_median_figure",
+]
+
+_COLORS = {"u": "tab:purple", "g": "tab:green", "r": "tab:red", "i": "tab:brown", "z": "k"}
+
+
+def _color(band, k):
+    return _COLORS.get(band, f"C{k}")
+
+
+def catalog_figure(image, catalog, *, title: str = "") -> Figure:
+    """Reference image (zscale) with the numbered catalog sources."""
+    from astropy.visualization import ZScaleInterval
+
+    fig = Figure(figsize=(6, 6))
+    ax = fig.add_subplot()
+    finite = image[np.isfinite(image)]
+    vmin, vmax = ZScaleInterval().get_limits(finite) if finite.size else (0, 1)
+    ax.imshow(image, origin="lower", cmap="gray", vmin=vmin, vmax=vmax)
+    ids = catalog["id"] if "id" in catalog.colnames else range(len(catalog))
+    for sid, x, y in zip(ids, catalog["x"], catalog["y"], strict=True):
+        ax.add_patch(Circle((x, y), 8, fill=False, color="tab:orange"))
+        ax.annotate(str(sid), (x + 9, y + 9), color="tab:orange", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("x (pixel)")
+    ax.set_ylabel("y (pixel)")
+    return fig
+
+
+def header_times_figure(times: dict) -> Figure:
+    """Mid-exposure time of each frame and the interval between frames, per filter."""
+    fig = Figure(figsize=(8, 5))
+    ax1, ax2 = fig.subplots(2, 1, sharex=True)
+    for k, (band, t) in enumerate(sorted(times.items())):
+        t = np.sort(np.asarray(t))
+        sec = (t - t[0]) * 86400.0
+        ax1.plot(np.arange(len(t)), sec, ".", color=_color(band, k), label=band, ms=3)
+        if len(t) > 1:
+            ax2.plot(np.arange(1, len(t)), np.diff(sec), ".", color=_color(band, k), ms=3)
+    ax1.set_ylabel("time since first frame (s)")
+    ax2.set_ylabel("interval (s)")
+    ax2.set_xlabel("frame index")
+    ax1.legend(fontsize=8)
+    ax1.set_title("Header times (mid-exposure, UTC)")
+    return fig
+
+
+def backgrounds_figure(times: dict, levels: dict) -> Figure:
+    """Global background level of each frame against time, per filter."""
+    fig = Figure(figsize=(8, 4))
+    ax = fig.add_subplot()
+    t0 = min(min(t) for t in times.values())
+    for k, band in enumerate(sorted(times)):
+        sec = (np.asarray(times[band]) - t0) * 86400.0
+        ax.plot(sec, np.asarray(levels[band], dtype=float), ".", color=_color(band, k), label=band, ms=3)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("background (counts / pixel)")
+    ax.legend(fontsize=8)
+    ax.set_title("Global backgrounds")
+    return fig
+
+
+def rms_vs_median_figure(lcs: dict) -> Figure:
+    """Fractional RMS of each light curve against its median flux, with the median error."""
+    fig = Figure(figsize=(6, 4.5))
+    ax = fig.add_subplot()
+    for k, (band, sources) in enumerate(sorted(lcs.items())):
+        med, rms, err = [], [], []
+        for table in sources.values():
+            f = np.asarray(table["flux"], float)
+            e = np.asarray(table["flux_err"], float)
+            ok = np.isfinite(f) & np.isfinite(e)
+            if ok.sum() < 3 or not np.median(f[ok]) > 0:
+                continue
+            m = np.median(f[ok])
+            med.append(m)
+            rms.append(np.std(f[ok]) / m)
+            err.append(np.median(e[ok]) / m)
+        if med:
+            order = np.argsort(med)
+            ax.loglog(np.asarray(med)[order], np.asarray(rms)[order], "o", color=_color(band, k), label=f"{band} measured")
+            ax.loglog(np.asarray(med)[order], np.asarray(err)[order], "--", color=_color(band, k), label=f"{band} expected")
+    ax.set_xlabel("median flux (counts)")
+    ax.set_ylabel("fractional RMS")
+    ax.legend(fontsize=7)
+    ax.set_title("RMS vs median flux")
+    return fig
+
+
+def light_curves_figure(lcs: dict) -> Figure:
+    """Relative (differential) light curves of every source, one panel per filter."""
+    bands = sorted(lcs)
+    fig = Figure(figsize=(9, 2.6 * max(len(bands), 1)))
+    axes = np.atleast_1d(fig.subplots(len(bands), 1, sharex=True)) if bands else []
+    for ax, band in zip(axes, bands, strict=False):
+        sources = lcs[band]
+        for j, (sid, table) in enumerate(sorted(sources.items())):
+            t = np.asarray(table["BMJD"], float)
+            rel = np.asarray(table["rel_flux"] if "rel_flux" in table.colnames else table["flux"], float)
+            if not np.isfinite(rel).any():
+                rel = np.asarray(table["flux"], float) / np.nanmedian(table["flux"])
+            ax.plot((t - t[0]) * 86400.0, rel + 0.05 * j, ".", ms=2, label=f"{sid}")
+        ax.set_ylabel(f"{band}: rel. flux + offset")
+        ax.legend(fontsize=6, ncol=4, loc="upper right")
+    if len(axes):
+        axes[-1].set_xlabel("BMJD − first (s)")
+        axes[0].set_title("Differential light curves")
+    return fig

@@ -1,0 +1,242 @@
+"""End-to-end reduction of simulated 3-camera data: the acceptance of the foundation issue."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.table import Table
+from astropy.timeseries import LombScargle
+
+from skyscene.datasets import simulate_observations
+from skyscene.errors import InputFileError
+from skyscene.pipelines.reduce import ReduceConfig, Reducer
+
+N_IMAGES = 100
+
+
+def _match_source(table, frames):
+    """Truth index of the source whose simulated positions follow this light curve."""
+    xy = np.array([f["xy"] for f in frames])  # (n_frames, n_sources, 2)
+    d = np.hypot(xy[:, :, 0] - np.asarray(table["x"])[:, None], xy[:, :, 1] - np.asarray(table["y"])[:, None])
+    k = int(np.argmin(d.mean(axis=0)))
+    return k, float(d.mean(axis=0)[k])
+
+
+def offset_background(data, position, semimajor_sigma, semiminor_sigma, orientation, *, error=None):
+    """A custom local background: the default plus 5 counts (its effect must show in bkg)."""
+    from skyscene.background import local_background_mean
+
+    bkg, err = local_background_mean(data, position, semimajor_sigma, semiminor_sigma, orientation)
+    return bkg + 5.0, err
+
+
+@pytest.fixture(scope="module")
+def reduced(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reduce")
+    truth = simulate_observations(root / "raw", N_IMAGES, rng=11, shape=(192, 192))
+    reducer = Reducer(root / "raw", root / "out", config=ReduceConfig(scheduler="synchronous"), progress=False)
+    reducer.create_catalogs()
+    optimal = reducer.photometry("optimal")
+    aperture = reducer.photometry("aperture")
+    custom = reducer.photometry("optimal", local_background=offset_background)
+    return {"root": root, "truth": json.loads((root / "raw" / "truth.json").read_text()), "reducer": reducer,
+            "optimal": optimal, "aperture": aperture, "custom": custom, "truth_obj": truth}
+
+
+def _light_curves(result, truth, band):
+    frames = {f["file"]: f for f in truth["frames"] if f["band"] == band}
+    out = {}
+    for path in sorted(Path(result["lc_dir"]).glob(f"{band}_source_*.csv")):
+        table = Table.read(path)
+        fr = [frames[name] for name in table["file"]]
+        k, dist = _match_source(table, fr)
+        assert dist < 0.5, f"{path.name}: light curve positions are {dist:.2f} px from the truth (< 0.5 px)"
+        out[k] = (table, fr)
+    return out
+
+
+def test_outputs_layout_and_atomicity(reduced):
+    out = reduced["root"] / "out"
+    for band in ("g", "r", "i"):
+        assert (out / "cat" / f"{band}_catalog.csv").is_file()
+        assert (out / "cat" / f"{band}_catalog.png").is_file()
+        lc = Table.read(out / "lcs" / "optimal_default" / f"{band}_source_0.csv")
+        assert lc.colnames[:8] == ["BMJD", "flux", "flux_err", "bkg", "bkg_err", "x", "y", "flags"]
+        assert (out / "lcs" / "optimal_default" / f"{band}_source_0.parquet").is_file()
+        assert len(lc) == N_IMAGES
+    for stem in ("header_times", "backgrounds", "rms_vs_median_optimal_default", "light_curves_optimal_default"):
+        assert (out / "diag" / f"{stem}.png").is_file() and (out / "diag" / f"{stem}.pdf").is_file()
+    config = json.loads((out / "lcs" / "optimal_default" / "config.json").read_text())
+    assert config["local_background"] == "default" and "psf_shapes" in config
+    assert not list(out.rglob(".*.tmp")), "temporary files left behind"
+
+
+def test_every_camera_sees_the_same_source_ids(reduced):
+    truth = reduced["truth"]
+    ids = {}
+    for band in ("g", "r", "i"):
+        frames = {f["file"]: f for f in truth["frames"] if f["band"] == band}
+        for path in Path(reduced["optimal"]["lc_dir"]).glob(f"{band}_source_*.csv"):
+            table = Table.read(path)
+            k, _ = _match_source(table, [frames[n] for n in table["file"]])
+            ids.setdefault(k, set()).add(path.name.split("_source_")[1])
+    assert all(len(v) == 1 for v in ids.values()), f"a truth source has different ids per camera: {ids}"
+    assert len(ids) == len(truth["sources"])
+
+
+@pytest.mark.parametrize("band", ["g", "r", "i"])
+def test_constant_sources_honest_errors_and_backgrounds(reduced, band):
+    truth = reduced["truth"]
+    for k, (table, frames) in _light_curves(reduced["optimal"], truth, band).items():
+        if truth["sources"][k]["variable"]:
+            continue
+        flux, err = np.asarray(table["flux"]), np.asarray(table["flux_err"])
+        chi2 = np.sum((flux - flux.mean()) ** 2 / err**2) / (len(flux) - 1)
+        assert 0.8 <= chi2 <= 1.25, f"{band} source {k}: reduced chi2 {chi2:.3f} not in [0.8, 1.25]"
+        bkg_true = np.array([f["bkg"][k] for f in frames])
+        bkg_err_true = np.array([f["bkg_err"][k] for f in frames])
+        assert abs(np.mean(table["bkg"] / bkg_true) - 1) < 0.01, "local bkg within 1 % of truth"
+        assert abs(np.mean(table["bkg_err"] / bkg_err_true) - 1) < 0.10, "bkg_err within 10 % of truth"
+
+
+def test_optimal_total_flux_and_gain_over_aperture(reduced):
+    truth = reduced["truth"]
+    ratios, gains = [], []
+    for band in ("g", "r", "i"):
+        opt = _light_curves(reduced["optimal"], truth, band)
+        ape = _light_curves(reduced["aperture"], truth, band)
+        for k, (table, frames) in opt.items():
+            if truth["sources"][k]["variable"]:
+                continue
+            f_true = np.mean([f["flux"][k] for f in frames])
+            if f_true > 5e3:
+                ratios.append(np.mean(table["flux"]) / f_true)
+            a = np.asarray(ape[k][0]["flux"])
+            snr_opt = np.mean(table["flux"]) / np.std(table["flux"])
+            snr_ape = np.mean(a) / np.std(a)
+            if f_true < 3e3:
+                gains.append(snr_opt / snr_ape)
+    assert ratios, "no bright constant source in the simulation"
+    assert abs(np.mean(ratios) - 1) < 0.01, f"bright-source flux ratio {np.mean(ratios):.4f} (1 % from 1)"
+    assert gains and np.median(gains) > 1.0, f"optimal/aperture S/N for faint sources: {gains}"
+
+
+def test_variable_source_frequency_amplitude_and_lags(reduced):
+    truth = reduced["truth"]
+    var = truth["variable"]
+    k = var["source"]
+    phases = {}
+    for band in ("g", "r", "i"):
+        table, frames = _light_curves(reduced["optimal"], truth, band)[k]
+        sec = (np.asarray(table["BMJD"]) - table["BMJD"][0]) * 86400.0
+        flux, err = np.asarray(table["flux"]), np.asarray(table["flux_err"])
+        freq, power = LombScargle(sec, flux, err).autopower(
+            minimum_frequency=0.005, maximum_frequency=0.16, samples_per_peak=50
+        )
+        peak = freq[np.argmax(power)]
+        assert abs(peak / var["frequency_hz"] - 1) < 0.01, f"{band}: LS peak {peak:.5f} Hz (1 %)"
+        t = np.array([f["seconds"] for f in frames])
+        omega = 2 * np.pi * var["frequency_hz"]
+        design = np.c_[np.ones_like(t), np.sin(omega * t), np.cos(omega * t)] / err[:, None]
+        c = np.linalg.lstsq(design, flux / err, rcond=None)[0]
+        amplitude = np.hypot(c[1], c[2]) / c[0]
+        assert abs(amplitude / var["amplitude"] - 1) < 0.10, f"{band}: amplitude {amplitude:.4f} (10 %)"
+        phases[band] = np.arctan2(-c[2], c[1])
+    for band in ("r", "i"):
+        lag = np.angle(np.exp(1j * (phases[band] - phases["g"])))
+        true = var["phase_lags"][band] - var["phase_lags"]["g"]
+        assert abs(lag - true) < 0.2, f"{band}-g phase lag {lag:.3f} vs {true:.3f} rad (0.2 rad)"
+
+
+def test_bmjd_matches_independent_astropy(reduced):
+    from astropy import units as u
+    from astropy.coordinates import EarthLocation, SkyCoord
+    from astropy.time import Time
+    from astropy.utils import iers
+
+    iers.conf.auto_download = False
+    truth = reduced["truth"]
+    table = Table.read(Path(reduced["optimal"]["lc_dir"]) / "g_source_0.csv")
+    mid = {f["file"]: f["mjd_mid_utc"] for f in truth["frames"]}
+    t = Time([mid[n] for n in table["file"]], format="mjd", scale="utc",
+             location=EarthLocation.from_geocentric(0, 0, 0, unit=u.m))
+    ra, dec = truth["field_center"]
+    expected = (t.tdb + t.light_travel_time(SkyCoord(ra * u.deg, dec * u.deg))).mjd
+    assert np.max(np.abs(np.asarray(table["BMJD"]) - expected)) * 86400 < 1e-3, "BMJD within 1 ms"
+
+
+def test_custom_local_background_is_used(reduced):
+    default = Table.read(Path(reduced["optimal"]["lc_dir"]) / "g_source_1.csv")
+    custom_dir = Path(reduced["custom"]["lc_dir"])
+    assert custom_dir.name == "optimal_offset_background"
+    custom = Table.read(custom_dir / "g_source_1.csv")
+    np.testing.assert_allclose(custom["bkg"] - default["bkg"], 5.0, atol=1e-9)
+    assert np.all(custom["flux"] < default["flux"]), "a higher background must lower the flux"
+
+
+def test_bad_inputs_are_skipped_and_summarised(tmp_path):
+    from astropy.io import fits
+
+    raw = tmp_path / "raw"
+    simulate_observations(raw, 8, rng=3, bands=("g",), shape=(160, 160))
+    (raw / "notes.txt").write_text("not an image")
+    with fits.open(raw / "g_0001.fits") as hdul:
+        header, data = hdul[0].header.copy(), hdul[0].data.copy()
+    h = header.copy()
+    del h["FILTER"]
+    fits.PrimaryHDU(data, h).writeto(raw / "nofilter.fits")
+    h = header.copy()
+    del h["DATE-OBS"]
+    fits.PrimaryHDU(data, h).writeto(raw / "notime.fits")
+    h = header.copy()
+    h["BINNING"] = "2x2"
+    fits.PrimaryHDU(data, h).writeto(raw / "binned.fits")
+    fits.PrimaryHDU(np.full_like(data, np.nan), header).writeto(raw / "allnan.fits")
+    noise = np.random.default_rng(5).normal(100, 10, data.shape).astype(np.float32)
+    h = header.copy()
+    h["DATE-OBS"] = "2026-03-01T05:00:00"
+    fits.PrimaryHDU(noise, h).writeto(raw / "empty_sky.fits")
+    reducer = Reducer(raw, tmp_path / "out", config=ReduceConfig(scheduler="synchronous"), progress=False)
+    reducer.create_catalogs()
+    reducer.photometry("optimal")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    reasons = {Path(s["file"]).name: s["reason"] for s in summary["skipped"]}
+    assert "not a FITS file" in reasons["notes.txt"]
+    assert "filter" in reasons["nofilter.fits"] and "FILTER" in reasons["nofilter.fits"]
+    assert "time" in reasons["notime.fits"]
+    assert "binning 2x2" in reasons["binned.fits"]
+    assert "NaN" in reasons["allnan.fits"]
+    assert "cannot be aligned" in reasons["empty_sky.fits"]
+    assert summary["frames_used"] == {"g": 8}
+
+
+def test_empty_folder_raises(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputFileError, match="empty"):
+        Reducer(tmp_path / "empty", tmp_path / "out")
+    with pytest.raises(InputFileError, match="does not exist"):
+        Reducer(tmp_path / "missing", tmp_path / "out")
+
+
+def test_cli_reduce_with_module_function_background(tmp_path, monkeypatch, capsys):
+    from skyscene.cli import main
+
+    raw = tmp_path / "raw"
+    assert main(["-q", "simulate", "observations", str(raw), "--n-images", "6", "--seed", "4", "--size", "160"]) == 0
+    shutil.copy(Path(__file__), tmp_path / "reduce_helpers_for_cli.py")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "out"
+    status = main(["-q", "reduce", str(raw), str(out), "--scheduler", "synchronous",
+                   "--local-background", "reduce_helpers_for_cli:offset_background"])
+    assert status == 0
+    assert "light curves:" in capsys.readouterr().out
+    custom = Table.read(out / "lcs" / "optimal_offset_background" / "g_source_0.csv")
+    assert main(["-q", "reduce", str(raw), str(out), "--scheduler", "synchronous"]) == 0
+    default = Table.read(out / "lcs" / "optimal_default" / "g_source_0.csv")
+    np.testing.assert_allclose(custom["bkg"] - default["bkg"], 5.0, atol=1e-9)
+    assert main(["-q", "reduce", str(raw), str(out), "--local-background", "no_such_module:f",
+                 "--scheduler", "synchronous"]) == 1
