@@ -82,7 +82,7 @@ def annulus_pixels(
 def _check_count(values: np.ndarray, position) -> None:
     if values.size < 8:
         raise DataError(
-            f"local background at {tuple(np.round(position, 2))}: only {values.size} usable "
+            f"local background at ({float(position[0]):.2f}, {float(position[1]):.2f}): only {values.size} usable "
             "pixels in the annulus (masked or off the image)"
         )
 

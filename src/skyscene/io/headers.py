@@ -342,7 +342,11 @@ def parse_header(header, *, filename: str = "<header>", profile: str | Instrumen
     band = prof.filter_aliases.get(band, band)
     exptime = _float(header, prof.exptime_keys, filename, required=True, what="exposure time")
     if exptime is None or exptime < 0:
-        raise HeaderError(f"{filename}: negative exposure time {exptime}", filename=filename, key=prof.exptime_keys[0])
+        raise HeaderError(
+            f"{filename}: exposure time must not be negative ({prof.exptime_keys[0]} = {exptime})",
+            filename=filename,
+            key=prof.exptime_keys[0],
+        )
     start, _ = _start_time(header, prof, filename)
     mid = start + (0.5 * exptime * u.s if prof.time_reference == "start" else 0 * u.s)
     if prof.time_reference == "mid":
@@ -351,7 +355,11 @@ def parse_header(header, *, filename: str = "<header>", profile: str | Instrumen
     if gain is None:
         gain = prof.default_gain
     if gain is not None and gain <= 0:
-        raise HeaderError(f"{filename}: gain must be positive, got {gain}", filename=filename, key=prof.gain_keys[0])
+        raise HeaderError(
+            f"{filename}: gain must be positive ({prof.gain_keys[0]} = {gain})",
+            filename=filename,
+            key=prof.gain_keys[0],
+        )
     read_noise = _float(header, prof.read_noise_keys, filename, required=False, what="read noise")
     if read_noise is None:
         read_noise = prof.default_read_noise

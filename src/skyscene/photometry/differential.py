@@ -36,6 +36,12 @@ class DifferentialLightCurves:
 def select_comparison_stars(flux, flux_err, flags=None, *, min_snr: float = 20.0, max_rms_ratio: float = 3.0):
     """Indices of stars fit to serve as comparisons (see module docstring).
 
+    Candidates (never flagged, median S/N >= ``min_snr``) are tested against the
+    ensemble of the *other* candidates, which removes common trends such as
+    transparency changes: a star whose relative light curve scatters more than
+    ``max_rms_ratio`` times its expected noise is dropped (the worst first) and the
+    test is repeated until every remaining star passes.
+
     Parameters
     ----------
     flux, flux_err : ndarray, shape (n_sources, n_frames)
@@ -46,18 +52,27 @@ def select_comparison_stars(flux, flux_err, flags=None, *, min_snr: float = 20.0
     good = np.isfinite(flux) & np.isfinite(flux_err) & (flux_err > 0)
     if flags is not None:
         good &= np.asarray(flags) == 0
-    out = []
+    pool = []
     for k in range(flux.shape[0]):
         if not good[k].all():
             continue
         med = np.median(flux[k])
-        if not med > 0 or np.median(med / flux_err[k]) < min_snr:
-            continue
-        expected = np.median(flux_err[k]) / med
-        rms = np.std(flux[k] / med)
-        if rms <= max_rms_ratio * expected * 1.0 + 0.5:  # loose cut: ensemble divides out common trends
-            out.append(k)
-    return out
+        if med > 0 and np.median(med / flux_err[k]) >= min_snr:
+            pool.append(k)
+    while len(pool) >= 2:
+        excess = []
+        for k in pool:
+            others = [j for j in pool if j != k]
+            ens = flux[others].sum(axis=0)
+            ens_err = np.sqrt((flux_err[others] ** 2).sum(axis=0))
+            rel = flux[k] / ens
+            expected = np.sqrt((flux_err[k] / flux[k]) ** 2 + (ens_err / ens) ** 2)
+            excess.append(np.std(rel / np.median(rel)) / np.median(expected))
+        worst = int(np.argmax(excess))
+        if excess[worst] <= max_rms_ratio:
+            break
+        pool.pop(worst)
+    return pool
 
 
 def differential_photometry(flux, flux_err, flags=None, *, comparisons=None, min_snr: float = 20.0) -> DifferentialLightCurves:

@@ -42,7 +42,7 @@ class PixelizedPSF(PSFModel):
             raise ParameterError("PSF image contains non-finite values")
         total = image.sum()
         if not total > 0:
-            raise ParameterError(f"PSF image must have a positive sum, got {total!r}")
+            raise ParameterError(f"PSF image must have a positive sum, got {float(total):g}")
         oversampling = float(oversampling)
         if not (math.isfinite(oversampling) and oversampling > 0):
             raise ParameterError(f"oversampling must be positive, got {oversampling!r}")

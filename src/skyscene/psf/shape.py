@@ -12,7 +12,7 @@ from scipy.optimize import least_squares
 from skyscene.errors import DataError, ParameterError
 from skyscene.psf.analytic import GaussianPSF, MoffatPSF, sigma_to_fwhm
 
-__all__ = ["PSFShape", "estimate_psf_shape", "fit_star"]
+__all__ = ["PSFShape", "combine_shapes", "estimate_psf_shape", "fit_star"]
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +171,11 @@ def estimate_psf_shape(
     major = np.array([f.sigma_major for f in fits])
     minor = np.array([f.sigma_minor for f in fits])
     theta = np.array([f.theta for f in fits])
+    return _median_shape(major, minor, theta, len(fits))
+
+
+def _median_shape(major, minor, theta, n_stars: int) -> PSFShape:
+    major, minor, theta = (np.asarray(v, dtype=float) for v in (major, minor, theta))
     weight = (major - minor) / (major + minor)  # round stars say little about orientation
     angle = 0.5 * math.atan2(np.sum(weight * np.sin(2 * theta)), np.sum(weight * np.cos(2 * theta)))
     geo = np.sqrt(major * minor)
@@ -179,6 +184,22 @@ def estimate_psf_shape(
         sigma_major=float(np.median(major)),
         sigma_minor=float(np.median(minor)),
         theta=float(angle),
-        n_stars=len(fits),
+        n_stars=int(n_stars),
         scatter=scatter,
+    )
+
+
+def combine_shapes(shapes) -> PSFShape:
+    """Median shape of several estimates (e.g. from several frames of one camera).
+
+    Orientation is combined as the ellipticity-weighted circular mean of ``2θ``.
+    """
+    shapes = list(shapes)
+    if not shapes:
+        raise DataError("no PSF shape to combine")
+    return _median_shape(
+        [s.sigma_major for s in shapes],
+        [s.sigma_minor for s in shapes],
+        [s.theta for s in shapes],
+        sum(s.n_stars for s in shapes),
     )
