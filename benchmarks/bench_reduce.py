@@ -26,7 +26,12 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     from astropy.stats import SigmaClip
-    from photutils.aperture import ApertureStats, EllipticalAnnulus, EllipticalAperture, aperture_photometry
+    from photutils.aperture import (
+        ApertureStats,
+        EllipticalAnnulus,
+        EllipticalAperture,
+        aperture_photometry,
+    )
 
     from skyscene.datasets import simulate_observations
     from skyscene.io import read_exposure
@@ -39,18 +44,24 @@ def main() -> None:
         simulate_observations(raw, args.n_images, rng=args.seed, shape=(args.size, args.size))
         t_sim = time.perf_counter() - t0
         n_frames = 3 * args.n_images
-        print(f"simulated {n_frames} frames of {args.size}x{args.size} in {t_sim:.1f} s (not counted)")
+        print(
+            f"simulated {n_frames} frames of {args.size}x{args.size} in {t_sim:.1f} s (not counted)"
+        )
 
         t0 = time.perf_counter()
-        reducer = Reducer(raw, Path(tmp) / "out", config=ReduceConfig(scheduler=args.scheduler), progress=False)
+        reducer = Reducer(
+            raw, Path(tmp) / "out", config=ReduceConfig(scheduler=args.scheduler), progress=False
+        )
         reducer.create_catalogs()
         t_cat = time.perf_counter() - t0
         t1 = time.perf_counter()
         reducer.photometry("optimal")
         t_phot = time.perf_counter() - t1
         total = time.perf_counter() - t0
-        print(f"full reduction ({args.scheduler}): {total:.1f} s = catalogs+alignment {t_cat:.1f} s "
-              f"+ photometry+outputs {t_phot:.1f} s -> {n_frames / total:.1f} frames/s")
+        print(
+            f"full reduction ({args.scheduler}): {total:.1f} s = catalogs+alignment {t_cat:.1f} s "
+            f"+ photometry+outputs {t_phot:.1f} s -> {n_frames / total:.1f} frames/s"
+        )
 
         # Forced aperture photometry on the same frames and positions, in memory.
         band = reducer.bands[0]
@@ -70,29 +81,48 @@ def main() -> None:
         a, b = 3.0 * shape.sigma_major, 3.0 * shape.sigma_minor
         t0 = time.perf_counter()
         for exp, xy in frames:
-            aperture_photometry(exp.data, EllipticalAperture(xy, a, b, theta=shape.theta), error=np.sqrt(exp.variance),
-                                mask=exp.mask, method="exact")
+            aperture_photometry(
+                exp.data,
+                EllipticalAperture(xy, a, b, theta=shape.theta),
+                error=np.sqrt(exp.variance),
+                mask=exp.mask,
+                method="exact",
+            )
         t_pu = time.perf_counter() - t0
         t0 = time.perf_counter()
         pu_sums = []
         clip = SigmaClip(sigma=3.0, maxiters=5)
         for exp, xy in frames:
-            ann = EllipticalAnnulus(xy, 5 * shape.sigma_major, 7.5 * shape.sigma_major, 7.5 * shape.sigma_minor,
-                                    5 * shape.sigma_minor, theta=shape.theta)
+            ann = EllipticalAnnulus(
+                xy,
+                5 * shape.sigma_major,
+                7.5 * shape.sigma_major,
+                7.5 * shape.sigma_minor,
+                5 * shape.sigma_minor,
+                theta=shape.theta,
+            )
             stats = ApertureStats(exp.data, ann, mask=exp.mask, sigma_clip=clip)
             ap = EllipticalAperture(xy, a, b, theta=shape.theta)
-            phot = aperture_photometry(exp.data, ap, error=np.sqrt(exp.variance), mask=exp.mask, method="exact")
+            phot = aperture_photometry(
+                exp.data, ap, error=np.sqrt(exp.variance), mask=exp.mask, method="exact"
+            )
             pu_sums.append(np.asarray(phot["aperture_sum"]) - stats.mean * ap.area)
         t_pu_full = time.perf_counter() - t0
         ours_flux = np.array([np.asarray(t["flux"]) for t in ours])
         rel = np.nanmax(np.abs(ours_flux / np.array(pu_sums) - 1))
         n = len(frames)
         print(f"forced aperture photometry, {n} frames x {len(ref_xy)} sources:")
-        print(f"  skyscene AperturePhotometer (local bkg + sum + errors): {1e3 * t_ours / n:.2f} ms/frame")
-        print(f"  photutils aperture_photometry per frame (sum only):     {1e3 * t_pu / n:.2f} ms/frame "
-              f"-> ratio skyscene/photutils time = {t_ours / t_pu:.2f}")
-        print(f"  photutils aperture_photometry + ApertureStats annulus:  {1e3 * t_pu_full / n:.2f} ms/frame "
-              f"-> ratio skyscene/photutils time = {t_ours / t_pu_full:.2f}")
+        print(
+            f"  skyscene AperturePhotometer (local bkg + sum + errors): {1e3 * t_ours / n:.2f} ms/frame"
+        )
+        print(
+            f"  photutils aperture_photometry per frame (sum only):     {1e3 * t_pu / n:.2f} ms/frame "
+            f"-> ratio skyscene/photutils time = {t_ours / t_pu:.2f}"
+        )
+        print(
+            f"  photutils aperture_photometry + ApertureStats annulus:  {1e3 * t_pu_full / n:.2f} ms/frame "
+            f"-> ratio skyscene/photutils time = {t_ours / t_pu_full:.2f}"
+        )
         print(f"  max relative flux difference skyscene vs photutils (exact overlap): {rel:.2e}")
 
 

@@ -80,7 +80,9 @@ class AlignmentResult:
         return float(np.arctan2(self.matrix[1, 0], self.matrix[0, 0]))
 
 
-def find_transform_from_positions(xy, reference_xy, *, max_control_points: int = 50) -> AlignmentResult:
+def find_transform_from_positions(
+    xy, reference_xy, *, max_control_points: int = 50
+) -> AlignmentResult:
     """Similarity transform between two star lists (brightest first) by asterism matching.
 
     Raises
@@ -98,7 +100,9 @@ def find_transform_from_positions(xy, reference_xy, *, max_control_points: int =
             f"need {MIN_STARS})"
         )
     try:
-        transform, (src, dst) = astroalign.find_transform(xy, reference_xy, max_control_points=max_control_points)
+        transform, (src, dst) = astroalign.find_transform(
+            xy, reference_xy, max_control_points=max_control_points
+        )
     except (astroalign.MaxIterError, ValueError, TypeError) as exc:
         raise AlignmentError(f"no asterism match between the star lists: {exc}") from exc
     matrix = np.asarray(transform.params, dtype=float)
@@ -107,7 +111,9 @@ def find_transform_from_positions(xy, reference_xy, *, max_control_points: int =
     return AlignmentResult(matrix=matrix, method="astroalign", n_matches=len(src), rms=rms)
 
 
-def translation_by_cross_correlation(image, reference, *, mask=None, reference_mask=None, min_significance: float = 8.0) -> AlignmentResult:
+def translation_by_cross_correlation(
+    image, reference, *, mask=None, reference_mask=None, min_significance: float = 8.0
+) -> AlignmentResult:
     """Translation by phase cross-correlation (sub-pixel, upsampled by 20).
 
     The correlation peak must stand ``min_significance`` robust sigmas above the
@@ -119,7 +125,9 @@ def translation_by_cross_correlation(image, reference, *, mask=None, reference_m
     image = np.asarray(image, dtype=float)
     reference = np.asarray(reference, dtype=float)
     if image.shape != reference.shape:
-        raise AlignmentError(f"cross-correlation needs equal shapes, got {image.shape} and {reference.shape}")
+        raise AlignmentError(
+            f"cross-correlation needs equal shapes, got {image.shape} and {reference.shape}"
+        )
 
     def prep(arr, msk):
         bad = ~np.isfinite(arr) if msk is None else (np.asarray(msk, bool) | ~np.isfinite(arr))
@@ -190,7 +198,9 @@ def find_transform(
         raise AlignmentError(
             f"cannot align: too few stars to match and shapes differ ({np.shape(image)} vs {np.shape(reference)})"
         )
-    return translation_by_cross_correlation(image, reference, mask=mask, reference_mask=reference_mask)
+    return translation_by_cross_correlation(
+        image, reference, mask=mask, reference_mask=reference_mask
+    )
 
 
 def warp(image, result: AlignmentResult, shape: tuple[int, int], *, order: int = 3) -> np.ndarray:
@@ -209,8 +219,24 @@ def warp(image, result: AlignmentResult, shape: tuple[int, int], *, order: int =
     m = swap @ inv @ swap
     bad = ~np.isfinite(image)
     filled = np.where(bad, 0.0, image)
-    out = ndimage.affine_transform(filled, m[:2, :2], offset=m[:2, 2], output_shape=shape, order=order, mode="constant", cval=np.nan)
+    out = ndimage.affine_transform(
+        filled,
+        m[:2, :2],
+        offset=m[:2, 2],
+        output_shape=shape,
+        order=order,
+        mode="constant",
+        cval=np.nan,
+    )
     if bad.any():
-        badw = ndimage.affine_transform(bad.astype(float), m[:2, :2], offset=m[:2, 2], output_shape=shape, order=1, mode="constant", cval=1.0)
+        badw = ndimage.affine_transform(
+            bad.astype(float),
+            m[:2, :2],
+            offset=m[:2, 2],
+            output_shape=shape,
+            order=1,
+            mode="constant",
+            cval=1.0,
+        )
         out[badw > 0] = np.nan
     return out

@@ -86,7 +86,9 @@ def estimate_background(
     if method == "sep":
         import sep
 
-        bkg = sep.Background(np.ascontiguousarray(clean), mask=bad, bw=box, bh=box, fw=filter_size, fh=filter_size)
+        bkg = sep.Background(
+            np.ascontiguousarray(clean), mask=bad, bw=box, bh=box, fw=filter_size, fh=filter_size
+        )
         background, rms = bkg.back(), bkg.rms()
         level, rms_level = float(bkg.globalback), float(bkg.globalrms)
     elif method == "photutils":

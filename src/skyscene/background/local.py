@@ -63,9 +63,9 @@ def annulus_pixels(
         raise ParameterError(f"need 0 <= inner < outer, got inner={inner}, outer={outer}")
     x, y = float(position[0]), float(position[1])
     ny, nx = data.shape
-    half = int(math.ceil(outer * max(semimajor_sigma, semiminor_sigma))) + 1
-    x0, x1 = max(0, int(math.floor(x)) - half), min(nx, int(math.ceil(x)) + half + 1)
-    y0, y1 = max(0, int(math.floor(y)) - half), min(ny, int(math.ceil(y)) + half + 1)
+    half = math.ceil(outer * max(semimajor_sigma, semiminor_sigma)) + 1
+    x0, x1 = max(0, math.floor(x) - half), min(nx, math.ceil(x) + half + 1)
+    y0, y1 = max(0, math.floor(y) - half), min(ny, math.ceil(y) + half + 1)
     if x0 >= x1 or y0 >= y1:
         raise DataError(f"position {position} is outside the image of shape {data.shape}")
     cut = data[y0:y1, x0:x1]
@@ -88,8 +88,16 @@ def _check_count(values: np.ndarray, position) -> None:
 
 
 def local_background_mean(
-    data, position, semimajor_sigma, semiminor_sigma, orientation, *, error=None,
-    inner: float = 5.0, outer: float = 7.5, sigma: float = 3.0,
+    data,
+    position,
+    semimajor_sigma,
+    semiminor_sigma,
+    orientation,
+    *,
+    error=None,
+    inner: float = 5.0,
+    outer: float = 7.5,
+    sigma: float = 3.0,
 ) -> LocalBackgroundEstimate:
     """Default estimator: sigma-clipped mean and standard deviation in the annulus.
 
@@ -97,7 +105,9 @@ def local_background_mean(
     Clipping at 3σ (5 iterations) removes neighbours and cosmic rays; the standard
     deviation is corrected for the truncation of the noise distribution by the clip.
     """
-    values = annulus_pixels(data, position, semimajor_sigma, semiminor_sigma, orientation, inner=inner, outer=outer)
+    values = annulus_pixels(
+        data, position, semimajor_sigma, semiminor_sigma, orientation, inner=inner, outer=outer
+    )
     _check_count(values, position)
     mean, _, std = sigma_clipped_stats(values, sigma=sigma, maxiters=5)
     return LocalBackgroundEstimate(float(mean), float(std) / _clip_std_factor(sigma))
@@ -116,11 +126,20 @@ def _clip_std_factor(k: float) -> float:
 
 
 def local_background_median(
-    data, position, semimajor_sigma, semiminor_sigma, orientation, *, error=None,
-    inner: float = 5.0, outer: float = 7.5,
+    data,
+    position,
+    semimajor_sigma,
+    semiminor_sigma,
+    orientation,
+    *,
+    error=None,
+    inner: float = 5.0,
+    outer: float = 7.5,
 ) -> LocalBackgroundEstimate:
     """Robust estimator: median and MAD-based scatter (``1.4826 × MAD``) in the annulus."""
-    values = annulus_pixels(data, position, semimajor_sigma, semiminor_sigma, orientation, inner=inner, outer=outer)
+    values = annulus_pixels(
+        data, position, semimajor_sigma, semiminor_sigma, orientation, inner=inner, outer=outer
+    )
     _check_count(values, position)
     median = float(np.median(values))
     return LocalBackgroundEstimate(median, float(1.4826 * np.median(np.abs(values - median))))
@@ -152,8 +171,12 @@ def load_local_background(spec: str | Callable) -> tuple[str, Callable]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ParameterError(f"local background {spec!r}: cannot import module {module_name!r}: {exc}") from exc
+        raise ParameterError(
+            f"local background {spec!r}: cannot import module {module_name!r}: {exc}"
+        ) from exc
     func = getattr(module, func_name, None)
     if not callable(func):
-        raise ParameterError(f"local background {spec!r}: {module_name} has no callable {func_name!r}")
+        raise ParameterError(
+            f"local background {spec!r}: {module_name} has no callable {func_name!r}"
+        )
     return func_name, func

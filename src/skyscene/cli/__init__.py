@@ -22,6 +22,9 @@ __all__ = ["build_parser", "main"]
 _COMMAND_MODULES = (
     "skyscene.cli.reduce",
     "skyscene.cli.demo",
+    "skyscene.cli.smp",
+    "skyscene.cli.diffim",
+    "skyscene.cli.spectra",
 )
 
 

@@ -17,10 +17,17 @@ __all__ = ["register", "run_demo"]
 log = logging.getLogger(__name__)
 
 # "module:function" of each capability's demo stage, in the order they run.
-_DEMO_STAGES = ("skyscene.pipelines.reduce:demo_stage",)
+_DEMO_STAGES = (
+    "skyscene.pipelines.reduce:demo_stage",
+    "skyscene.pipelines.smp:demo_stage",
+    "skyscene.pipelines.diffim:demo_stage",
+    "skyscene.pipelines.spectra:demo_stage",
+)
 
 
-def run_demo(out_dir: Path, *, stages: tuple[str, ...] | None = None, progress: bool = True) -> list[str]:
+def run_demo(
+    out_dir: Path, *, stages: tuple[str, ...] | None = None, progress: bool = True
+) -> list[str]:
     """Run the demo stages into ``out_dir``; return one summary text per stage."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -48,5 +55,7 @@ def register(commands, simulate) -> None:
             "printing where the results and diagnostic plots are."
         ),
     )
-    p.add_argument("out_dir", nargs="?", default="demo_output", help="output folder (default: %(default)s)")
+    p.add_argument(
+        "out_dir", nargs="?", default="demo_output", help="output folder (default: %(default)s)"
+    )
     p.set_defaults(func=_run)

@@ -20,15 +20,24 @@ def _reduce(args) -> int:
         radius=args.radius,
         scheduler=args.scheduler,
         comparisons=tuple(args.comparisons) if args.comparisons else None,
+        cosmic_rays=args.cosmic_rays,
     )
-    reducer = Reducer(args.data_dir, args.out_dir, config=config, calibration=args.calibration, progress=args.progress)
+    reducer = Reducer(
+        args.data_dir,
+        args.out_dir,
+        config=config,
+        calibration=args.calibration,
+        progress=args.progress,
+    )
     reducer.create_catalogs()
     result = reducer.photometry(args.photometer, local_background=args.local_background)
     print(f"light curves: {result['lc_dir']}")
     print(f"catalogs:     {Path(args.out_dir) / 'cat'}")
     print(f"plots:        {Path(args.out_dir) / 'diag'}")
     if reducer.skipped:
-        print(f"skipped {len(reducer.skipped)} file(s) (see {Path(args.out_dir) / 'summary.json'}):")
+        print(
+            f"skipped {len(reducer.skipped)} file(s) (see {Path(args.out_dir) / 'summary.json'}):"
+        )
         for path, reason in reducer.skipped:
             print(f"  {path}: {reason}")
     return 0
@@ -59,19 +68,54 @@ def register(commands, simulate) -> None:
     )
     p.add_argument("data_dir", help="folder of FITS frames")
     p.add_argument("out_dir", help="output folder (created)")
-    p.add_argument("--photometer", choices=("optimal", "aperture"), default="optimal",
-                   help="optimal (Naylor 1998, total flux) or elliptical aperture (default: %(default)s)")
-    p.add_argument("--local-background", default="default", metavar="NAME|MODULE:FUNCTION",
-                   help="local background estimator: default (clipped mean in 5-7.5 sigma annulus), "
-                        "median, or MODULE:FUNCTION of your own (default: %(default)s)")
+    p.add_argument(
+        "--photometer",
+        choices=("optimal", "aperture"),
+        default="optimal",
+        help="optimal (Naylor 1998, total flux) or elliptical aperture (default: %(default)s)",
+    )
+    p.add_argument(
+        "--local-background",
+        default="default",
+        metavar="NAME|MODULE:FUNCTION",
+        help="local background estimator: default (clipped mean in 5-7.5 sigma annulus), "
+        "median, or MODULE:FUNCTION of your own (default: %(default)s)",
+    )
     p.add_argument("--calibration", metavar="DIR", help="folder of bias/dark/flat frames to apply")
-    p.add_argument("--instrument", metavar="NAME|FILE.toml",
-                   help="instrument profile for header keywords (default: from INSTRUME)")
-    p.add_argument("--threshold", type=float, default=5.0, help="detection threshold, sigma (default: %(default)s)")
-    p.add_argument("--radius", type=float, default=3.0, help="aperture/extraction radius in PSF sigmas (default: %(default)s)")
-    p.add_argument("--comparisons", type=int, nargs="+", metavar="ID", help="source ids of the comparison ensemble")
-    p.add_argument("--scheduler", default="processes",
-                   help="synchronous | processes (local Dask cluster) | tcp://HOST:PORT (default: %(default)s)")
+    p.add_argument(
+        "--cosmic-rays",
+        action="store_true",
+        help="mask cosmic rays on every frame (astroscrappy; pip install 'skyscene[cosmics]')",
+    )
+    p.add_argument(
+        "--instrument",
+        metavar="NAME|FILE.toml",
+        help="instrument profile for header keywords (default: from INSTRUME)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=5.0,
+        help="detection threshold, sigma (default: %(default)s)",
+    )
+    p.add_argument(
+        "--radius",
+        type=float,
+        default=3.0,
+        help="aperture/extraction radius in PSF sigmas (default: %(default)s)",
+    )
+    p.add_argument(
+        "--comparisons",
+        type=int,
+        nargs="+",
+        metavar="ID",
+        help="source ids of the comparison ensemble",
+    )
+    p.add_argument(
+        "--scheduler",
+        default="processes",
+        help="synchronous | processes (local Dask cluster) | tcp://HOST:PORT (default: %(default)s)",
+    )
     p.set_defaults(func=_reduce)
 
     s = simulate.add_parser(
@@ -80,8 +124,12 @@ def register(commands, simulate) -> None:
         description="Write seeded frames of a field seen by three cameras, with a sinusoidal variable.",
     )
     s.add_argument("out_dir")
-    s.add_argument("--n-images", type=int, default=100, help="frames per camera (default: %(default)s)")
+    s.add_argument(
+        "--n-images", type=int, default=100, help="frames per camera (default: %(default)s)"
+    )
     s.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    s.add_argument("--size", type=int, default=256, help="frame size, pixels (default: %(default)s)")
+    s.add_argument(
+        "--size", type=int, default=256, help="frame size, pixels (default: %(default)s)"
+    )
     s.add_argument("--psf", choices=("gaussian", "moffat"), default="gaussian")
     s.set_defaults(func=_simulate)

@@ -163,13 +163,26 @@ def simulate_observations(
         if psf == "gaussian":
             major = rng.uniform(1.6, 2.2)
             model = GaussianPSF(major, major * rng.uniform(0.75, 0.95), rng.uniform(-1.2, 1.2))
-            psf_truth[b] = {"model": "gaussian", "sigma_major": model.sigma_major,
-                            "sigma_minor": model.sigma_minor, "theta": model.theta}
+            psf_truth[b] = {
+                "model": "gaussian",
+                "sigma_major": model.sigma_major,
+                "sigma_minor": model.sigma_minor,
+                "theta": model.theta,
+            }
         else:
-            model = MoffatPSF.from_fwhm(rng.uniform(3.5, 4.5), 3.5, axis_ratio=rng.uniform(0.8, 0.95),
-                                        theta=rng.uniform(-1.2, 1.2))
-            psf_truth[b] = {"model": "moffat", "alpha_major": model.alpha_major,
-                            "alpha_minor": model.alpha_minor, "beta": model.beta, "theta": model.theta}
+            model = MoffatPSF.from_fwhm(
+                rng.uniform(3.5, 4.5),
+                3.5,
+                axis_ratio=rng.uniform(0.8, 0.95),
+                theta=rng.uniform(-1.2, 1.2),
+            )
+            psf_truth[b] = {
+                "model": "moffat",
+                "alpha_major": model.alpha_major,
+                "alpha_minor": model.alpha_minor,
+                "beta": model.beta,
+                "theta": model.theta,
+            }
         psfs[b] = model
     camera_rotation = {b: rng.uniform(-0.03, 0.03) for b in bands}
     camera_offset = {b: rng.uniform(-8, 8, 2) for b in bands}
@@ -199,14 +212,21 @@ def simulate_observations(
             for k, src in enumerate(sources):
                 f = src["flux"][b]
                 if src["variable"]:
-                    f *= 1.0 + amplitude * math.sin(2 * math.pi * variable_frequency * seconds - phase_lags[b])
+                    f *= 1.0 + amplitude * math.sin(
+                        2 * math.pi * variable_frequency * seconds - phase_lags[b]
+                    )
                 frame_fluxes.append(f)
                 cx, cy = xy[k]
                 ix, iy = round(cx), round(cy)
                 y0, x0 = iy - half, ix - half
-                sl = (slice(max(y0, 0), min(y0 + stamp, ny)), slice(max(x0, 0), min(x0 + stamp, nx)))
+                sl = (
+                    slice(max(y0, 0), min(y0 + stamp, ny)),
+                    slice(max(x0, 0), min(x0 + stamp, nx)),
+                )
                 st = psfs[b].render((stamp, stamp), center=(cx - x0, cy - y0))
-                image[sl] += f * st[sl[0].start - y0 : sl[0].stop - y0, sl[1].start - x0 : sl[1].stop - x0]
+                image[sl] += (
+                    f * st[sl[0].start - y0 : sl[0].stop - y0, sl[1].start - x0 : sl[1].stop - x0]
+                )
             electrons = rng.poisson(np.clip(image, 0, None) * gain)
             data = electrons / gain + rng.normal(0, read_noise, shape)
             header = wcs.to_header()
@@ -239,10 +259,16 @@ def simulate_observations(
                     "xy": positions_b,
                     "flux": [float(f) for f in frame_fluxes],
                     "bkg": [
-                        float(level + gxx * (p[0] - nx / 2) + gyy * (p[1] - ny / 2)) for p in positions_b
+                        float(level + gxx * (p[0] - nx / 2) + gyy * (p[1] - ny / 2))
+                        for p in positions_b
                     ],
                     "bkg_err": [
-                        float(math.sqrt(max(level + gxx * (p[0] - nx / 2) + gyy * (p[1] - ny / 2), 0) / gain + read_noise**2))
+                        float(
+                            math.sqrt(
+                                max(level + gxx * (p[0] - nx / 2) + gyy * (p[1] - ny / 2), 0) / gain
+                                + read_noise**2
+                            )
+                        )
                         for p in positions_b
                     ],
                 }

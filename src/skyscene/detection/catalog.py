@@ -76,10 +76,16 @@ def find_sources(
             raise ParameterError("find_sources needs variance or a GlobalBackground with rms")
         err = np.ascontiguousarray(np.asarray(rms, dtype=float))
     else:
-        err = np.ascontiguousarray(np.sqrt(np.where(bad, np.inf, np.asarray(variance, dtype=float))))
-    err = np.where(np.isfinite(err) & (err > 0), err, np.nanmax(np.where(np.isfinite(err), err, 0)) or 1.0)
+        err = np.ascontiguousarray(
+            np.sqrt(np.where(bad, np.inf, np.asarray(variance, dtype=float)))
+        )
+    err = np.where(
+        np.isfinite(err) & (err > 0), err, np.nanmax(np.where(np.isfinite(err), err, 0)) or 1.0
+    )
     sep.set_extract_pixstack(max(300000, sub.size))
-    objects = sep.extract(sub, threshold, err=err, mask=bad, minarea=minarea, deblend_cont=deblend_cont)
+    objects = sep.extract(
+        sub, threshold, err=err, mask=bad, minarea=minarea, deblend_cont=deblend_cont
+    )
     table = Table()
     if len(objects) == 0:
         for name in ("x", "y", "flux", "peak", "a", "b", "theta", "snr"):
@@ -89,7 +95,9 @@ def find_sources(
         return table
     x, y = objects["x"].astype(float), objects["y"].astype(float)
     # windowed positions are closer to the PSF centroid than isophotal barycentres
-    sig = np.clip(2.0 / 2.35 * np.sqrt(np.maximum(objects["a"] * objects["b"], 0.25)) * 2.0, 0.5, None)
+    sig = np.clip(
+        2.0 / 2.35 * np.sqrt(np.maximum(objects["a"] * objects["b"], 0.25)) * 2.0, 0.5, None
+    )
     xw, yw, wflag = sep.winpos(sub, x, y, sig, mask=bad)
     ok = (wflag == 0) & np.isfinite(xw) & np.isfinite(yw) & (np.hypot(xw - x, yw - y) < 2.0)
     x = np.where(ok, xw, x)

@@ -145,7 +145,9 @@ class Exposure:
         return at(x + self.origin[0], y + self.origin[1]) if at is not None else self.psf
 
     def __getitem__(self, key) -> Exposure:
-        if not (isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, slice) for k in key)):
+        if not (
+            isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, slice) for k in key)
+        ):
             raise ParameterError("Exposure slicing needs two slices: exposure[y0:y1, x0:x1]")
         ys, xs = key
         ny, nx = self.shape

@@ -61,7 +61,9 @@ def _wcs(header, filename: str):
         try:
             wcs = WCS(header, naxis=2)
         except Exception as exc:
-            raise HeaderError(f"{filename}: invalid WCS header: {exc}", filename=filename, key="CTYPE1") from exc
+            raise HeaderError(
+                f"{filename}: invalid WCS header: {exc}", filename=filename, key="CTYPE1"
+            ) from exc
     return wcs if wcs.has_celestial else None
 
 
@@ -185,7 +187,9 @@ def _variance_from_header(data, bad, info) -> np.ndarray:
     else:
         level = float(std) ** 2
     if not level > 0:
-        raise DataError(f"{info.filename if info else 'image'}: cannot estimate the noise (zero scatter)")
+        raise DataError(
+            f"{info.filename if info else 'image'}: cannot estimate the noise (zero scatter)"
+        )
     return np.full(data.shape, level)
 
 
@@ -204,7 +208,18 @@ def write_exposure(path: str | Path, exposure: Exposure, *, overwrite: bool = Tr
     old = exposure.meta.get("header")
     if old is not None:
         for card in old.cards:
-            if card.keyword not in ("SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "XTENSION", "PCOUNT", "GCOUNT", "EXTNAME"):
+            if card.keyword not in (
+                "SIMPLE",
+                "BITPIX",
+                "NAXIS",
+                "NAXIS1",
+                "NAXIS2",
+                "EXTEND",
+                "XTENSION",
+                "PCOUNT",
+                "GCOUNT",
+                "EXTNAME",
+            ):
                 header.append(card)
     if exposure.wcs is not None:
         header.update(exposure.wcs.to_header(relax=True))

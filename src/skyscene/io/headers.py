@@ -161,9 +161,7 @@ def load_profile(path: str | Path) -> InstrumentProfile:
     unknown = set(raw) - known
     if unknown:
         raise ParameterError(f"{path}: unknown profile fields {sorted(unknown)}")
-    values: dict[str, Any] = {
-        k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()
-    }
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
     values.setdefault("name", path.stem)
     return InstrumentProfile(**values)
 
@@ -223,7 +221,9 @@ def _float(header, keys: Keys, filename: str, *, required: bool, what: str) -> f
             key=key,
         ) from None
     if not math.isfinite(out):
-        raise HeaderError(f"{filename}: keyword {key}={value!r} is not finite", filename=filename, key=key)
+        raise HeaderError(
+            f"{filename}: keyword {key}={value!r} is not finite", filename=filename, key=key
+        )
     return out
 
 
@@ -242,7 +242,11 @@ def _binning(header, profile: InstrumentProfile, filename: str) -> tuple[int, in
         if len(nums) == 1:
             nums = nums * 2
         if len(nums) != 2 or min(nums) < 1:
-            raise HeaderError(f"{filename}: keyword {key}={value!r} is not a valid binning", filename=filename, key=key)
+            raise HeaderError(
+                f"{filename}: keyword {key}={value!r} is not a valid binning",
+                filename=filename,
+                key=key,
+            )
         return nums[0], nums[1]
     xb = _float(header, profile.xbin_keys, filename, required=False, what="x binning")
     yb = _float(header, profile.ybin_keys, filename, required=False, what="y binning")
@@ -292,11 +296,15 @@ def _start_time(header, profile: InstrumentProfile, filename: str):
         return Time(text, format="isot" if "T" in text else "iso", scale=profile.time_scale), key
     except ValueError:
         raise HeaderError(
-            f"{filename}: keyword {key}={value!r} is not an ISO date/time", filename=filename, key=key
+            f"{filename}: keyword {key}={value!r} is not an ISO date/time",
+            filename=filename,
+            key=key,
         ) from None
 
 
-def parse_header(header, *, filename: str = "<header>", profile: str | InstrumentProfile | None = None) -> ObservationInfo:
+def parse_header(
+    header, *, filename: str = "<header>", profile: str | InstrumentProfile | None = None
+) -> ObservationInfo:
     """Read filter, times, exposure time, gain, read noise, binning and pointing.
 
     Parameters

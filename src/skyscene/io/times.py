@@ -22,11 +22,19 @@ def location_from_header(header):
     if header is None:
         return None
     if all(k in header for k in ("OBSGEO-X", "OBSGEO-Y", "OBSGEO-Z")):
-        return EarthLocation.from_geocentric(header["OBSGEO-X"], header["OBSGEO-Y"], header["OBSGEO-Z"], unit=u.m)
-    for lat_key, lon_key in (("SITELAT", "SITELONG"), ("LATITUDE", "LONGITUD"), ("OBS-LAT", "OBS-LONG")):
+        return EarthLocation.from_geocentric(
+            header["OBSGEO-X"], header["OBSGEO-Y"], header["OBSGEO-Z"], unit=u.m
+        )
+    for lat_key, lon_key in (
+        ("SITELAT", "SITELONG"),
+        ("LATITUDE", "LONGITUD"),
+        ("OBS-LAT", "OBS-LONG"),
+    ):
         if lat_key in header and lon_key in header:
             try:
-                return EarthLocation.from_geodetic(float(header[lon_key]) * u.deg, float(header[lat_key]) * u.deg)
+                return EarthLocation.from_geodetic(
+                    float(header[lon_key]) * u.deg, float(header[lat_key]) * u.deg
+                )
             except (TypeError, ValueError):
                 return None
     return None

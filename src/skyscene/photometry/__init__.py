@@ -1,6 +1,10 @@
 """Forced aperture and optimal photometry; differential light curves."""
 
-from skyscene.photometry.differential import DifferentialLightCurves, differential_photometry, select_comparison_stars
+from skyscene.photometry.differential import (
+    DifferentialLightCurves,
+    differential_photometry,
+    select_comparison_stars,
+)
 from skyscene.photometry.forced import FLAGS, AperturePhotometer, OptimalPhotometer
 
 __all__ = [

@@ -33,7 +33,9 @@ class DifferentialLightCurves:
     comparisons: dict
 
 
-def select_comparison_stars(flux, flux_err, flags=None, *, min_snr: float = 20.0, max_rms_ratio: float = 3.0):
+def select_comparison_stars(
+    flux, flux_err, flags=None, *, min_snr: float = 20.0, max_rms_ratio: float = 3.0
+):
     """Indices of stars fit to serve as comparisons (see module docstring).
 
     Candidates (never flagged, median S/N >= ``min_snr``) are tested against the
@@ -75,7 +77,9 @@ def select_comparison_stars(flux, flux_err, flags=None, *, min_snr: float = 20.0
     return pool
 
 
-def differential_photometry(flux, flux_err, flags=None, *, comparisons=None, min_snr: float = 20.0) -> DifferentialLightCurves:
+def differential_photometry(
+    flux, flux_err, flags=None, *, comparisons=None, min_snr: float = 20.0
+) -> DifferentialLightCurves:
     """Divide each light curve by the summed flux of its comparison ensemble.
 
     The ensemble for a source excludes the source itself. Errors combine the source's
@@ -85,10 +89,18 @@ def differential_photometry(flux, flux_err, flags=None, *, comparisons=None, min
     flux = np.asarray(flux, float)
     flux_err = np.asarray(flux_err, float)
     if flux.shape != flux_err.shape or flux.ndim != 2:
-        raise ParameterError(f"flux and flux_err must be 2-D of equal shape, got {flux.shape}, {flux_err.shape}")
-    pool = list(comparisons) if comparisons is not None else select_comparison_stars(flux, flux_err, flags, min_snr=min_snr)
+        raise ParameterError(
+            f"flux and flux_err must be 2-D of equal shape, got {flux.shape}, {flux_err.shape}"
+        )
+    pool = (
+        list(comparisons)
+        if comparisons is not None
+        else select_comparison_stars(flux, flux_err, flags, min_snr=min_snr)
+    )
     if not pool:
-        raise DataError("no comparison star passes the selection (S/N, flags, RMS); pass comparisons=[...]")
+        raise DataError(
+            "no comparison star passes the selection (S/N, flags, RMS); pass comparisons=[...]"
+        )
     rel = np.full_like(flux, np.nan)
     rel_err = np.full_like(flux, np.nan)
     used = {}
@@ -102,7 +114,9 @@ def differential_photometry(flux, flux_err, flags=None, *, comparisons=None, min
         r = np.full(flux.shape[1], np.nan)
         r[ok] = flux[k, ok] / ens[ok]
         re = np.full(flux.shape[1], np.nan)
-        re[ok] = np.sqrt((flux_err[k, ok] / ens[ok]) ** 2 + (flux[k, ok] * ens_err[ok] / ens[ok] ** 2) ** 2)
+        re[ok] = np.sqrt(
+            (flux_err[k, ok] / ens[ok]) ** 2 + (flux[k, ok] * ens_err[ok] / ens[ok] ** 2) ** 2
+        )
         med = np.nanmedian(r) if ok.any() else np.nan
         if np.isfinite(med) and med != 0:
             rel[k] = r / med

@@ -43,7 +43,9 @@ def _local_backgrounds(estimator, data, positions, shape, error):
     flags = np.zeros(len(positions), dtype=int)
     for i, (x, y) in enumerate(positions):
         try:
-            est = estimator(data, (x, y), shape.sigma_major, shape.sigma_minor, shape.theta, error=error)
+            est = estimator(
+                data, (x, y), shape.sigma_major, shape.sigma_minor, shape.theta, error=error
+            )
             b, be = float(est[0]), float(est[1])
         except DataError as exc:
             log.debug("local background failed at (%.1f, %.1f): %s", x, y, exc)
@@ -140,7 +142,9 @@ class AperturePhotometer:
         iy = np.round(positions[:, 1])
         off = np.arange(-half, half + 1, dtype=float)
         # sub-pixel sample coordinates relative to each source centre
-        ux = (ix - positions[:, 0])[:, None, None] + off[None, :, None] + sub[None, None, :]  # (N, box, n)
+        ux = (
+            (ix - positions[:, 0])[:, None, None] + off[None, :, None] + sub[None, None, :]
+        )  # (N, box, n)
         uy = (iy - positions[:, 1])[:, None, None] + off[None, :, None] + sub[None, None, :]
         c, s = math.cos(shape.theta), math.sin(shape.theta)
         a2 = (self.radius * shape.sigma_major) ** 2
@@ -157,8 +161,10 @@ class AperturePhotometer:
         """Measure ``exposure`` at ``positions`` (``(N, 2)``, pixels) with PSF ``shape``."""
         positions = np.atleast_2d(np.asarray(positions, dtype=float))
         data = _nan_data(exposure)
-        bkg, bkg_err, flags = _local_backgrounds(self.local_background, data, positions, shape, None)
-        half = int(math.ceil(self.radius * shape.sigma_major)) + 1
+        bkg, bkg_err, flags = _local_backgrounds(
+            self.local_background, data, positions, shape, None
+        )
+        half = math.ceil(self.radius * shape.sigma_major) + 1
         gx, gy, inx, iny = _boxes(positions, half, data.shape)
         cut, inside = _gather(data, gx, gy, inx, iny)
         w = self.weights(positions, shape, half)
@@ -224,8 +230,10 @@ class OptimalPhotometer:
         """Measure ``exposure`` at ``positions`` (``(N, 2)``, pixels) with PSF ``shape``."""
         positions = np.atleast_2d(np.asarray(positions, dtype=float))
         data = _nan_data(exposure)
-        bkg, bkg_err, flags = _local_backgrounds(self.local_background, data, positions, shape, None)
-        half = int(math.ceil(self.radius * shape.sigma_major)) + 1
+        bkg, bkg_err, flags = _local_backgrounds(
+            self.local_background, data, positions, shape, None
+        )
+        half = math.ceil(self.radius * shape.sigma_major) + 1
         size = 2 * half + 1
         gx, gy, inx, iny = _boxes(positions, half, data.shape)
         cut, inside = _gather(data, gx, gy, inx, iny)
@@ -266,10 +274,13 @@ class OptimalPhotometer:
             flux = np.sum(W * diff, axis=(1, 2))
             if not gain:
                 break
-        var = np.sum(W * W * V, axis=(1, 2)) + np.sum(W, axis=(1, 2)) ** 2 * (bkg_err**2) / _annulus_count(shape)
+        var = np.sum(W * W * V, axis=(1, 2)) + np.sum(W, axis=(1, 2)) ** 2 * (
+            bkg_err**2
+        ) / _annulus_count(shape)
         nothing = ~ok | ~good_bkg
         flags[nothing] |= FLAGS["no_flux"]
         flux = np.where(nothing, np.nan, flux)
         flux_err = np.where(nothing, np.nan, np.sqrt(np.where(nothing, 0.0, var)))
-        return _result_table(positions, flux, flux_err, np.where(good_bkg, bkg, np.nan), bkg_err, flags)
-
+        return _result_table(
+            positions, flux, flux_err, np.where(good_bkg, bkg, np.nan), bkg_err, flags
+        )

@@ -32,7 +32,10 @@ def dask_client(scheduler: str = "processes", *, n_workers: int | None = None) -
     if scheduler == "processes":
         workers = n_workers or min(os.cpu_count() or 1, 8)
         cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
             silence_logs=logging.WARNING,
         )
         client = Client(cluster)
@@ -75,10 +78,16 @@ def run_tasks(
         return []
     if scheduler == "synchronous" and client is None:
         return [func(item) for item in tqdm(items, desc=desc, disable=not progress, unit="task")]
-    ctx = contextlib.nullcontext(client) if client is not None else dask_client(scheduler, n_workers=n_workers)
+    ctx = (
+        contextlib.nullcontext(client)
+        if client is not None
+        else dask_client(scheduler, n_workers=n_workers)
+    )
     with ctx as active:
         if active is None:
-            return [func(item) for item in tqdm(items, desc=desc, disable=not progress, unit="task")]
+            return [
+                func(item) for item in tqdm(items, desc=desc, disable=not progress, unit="task")
+            ]
         from distributed import as_completed
 
         futures = active.map(func, items, pure=False)

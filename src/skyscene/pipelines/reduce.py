@@ -70,6 +70,8 @@ class ReduceConfig:
         None: header ``OBSGEO-*``/``SITELAT`` keywords, else the geocentre.
     comparisons : tuple or None
         Source ids of the comparison ensemble; None: automatic selection.
+    cosmic_rays : bool
+        Mask cosmic rays on every frame with astroscrappy (extra ``cosmics``).
     """
 
     profile: str | None = None
@@ -82,6 +84,7 @@ class ReduceConfig:
     scheduler: str = "processes"
     location: tuple[float, float, float] | None = None
     comparisons: tuple[int, ...] | None = None
+    cosmic_rays: bool = False
 
     def __post_init__(self) -> None:
         if self.threshold <= 0:
@@ -104,10 +107,14 @@ class FrameRecord:
     shape: tuple[int, int]
 
 
-def _read(path: str, profile, calibration):
+def _read(path: str, profile, calibration, cosmic_rays: bool = False):
     exposure = read_exposure(path, profile=profile)
     if calibration is not None:
         exposure = calibration.apply(exposure)
+    if cosmic_rays:
+        from skyscene.calibration import mask_cosmic_rays
+
+        exposure = mask_cosmic_rays(exposure)
     return exposure
 
 
@@ -116,16 +123,22 @@ def _align_task(args) -> dict[str, Any]:
     from skyscene.align import find_transform_from_positions, translation_by_cross_correlation
     from skyscene.detection import find_sources
 
-    path, ref_path, ref_xy, profile, calibration, threshold = args
+    path, ref_path, ref_xy, profile, calibration, threshold, cosmic_rays = args
     out: dict[str, Any] = {"path": path, "ok": False, "reason": "", "matrix": None}
     try:
-        exposure = _read(path, profile, calibration)
+        exposure = _read(path, profile, calibration, cosmic_rays)
         from skyscene.background import estimate_background
 
         bkg = estimate_background(exposure.data, mask=exposure.mask)
         out["bkg_level"], out["bkg_rms"] = bkg.level, bkg.rms_level
         if path == ref_path:
-            out.update(ok=True, matrix=np.eye(3).tolist(), method="reference", n_matches=len(ref_xy), rms=0.0)
+            out.update(
+                ok=True,
+                matrix=np.eye(3).tolist(),
+                method="reference",
+                n_matches=len(ref_xy),
+                rms=0.0,
+            )
             return out
         stars = find_sources(exposure.data, mask=exposure.mask, threshold=threshold, background=bkg)
         try:
@@ -134,8 +147,16 @@ def _align_task(args) -> dict[str, Any]:
             ref = _read(ref_path, profile, calibration)
             if ref.shape != exposure.shape:
                 raise AlignmentError(f"{exc}; and shapes differ from the reference") from exc
-            result = translation_by_cross_correlation(exposure.data, ref.data, mask=exposure.mask, reference_mask=ref.mask)
-        out.update(ok=True, matrix=result.matrix.tolist(), method=result.method, n_matches=result.n_matches, rms=result.rms)
+            result = translation_by_cross_correlation(
+                exposure.data, ref.data, mask=exposure.mask, reference_mask=ref.mask
+            )
+        out.update(
+            ok=True,
+            matrix=result.matrix.tolist(),
+            method=result.method,
+            n_matches=result.n_matches,
+            rms=result.rms,
+        )
     except (SkysceneError, OSError) as exc:
         out["reason"] = f"{type(exc).__name__}: {exc}"
     return out
@@ -143,13 +164,13 @@ def _align_task(args) -> dict[str, Any]:
 
 def _photometry_task(args) -> list[dict[str, Any]]:
     """Forced photometry of a chunk of frames (a Dask task)."""
-    frames, ref_positions, shape, photometer, profile, calibration = args
+    frames, ref_positions, shape, photometer, profile, calibration, cosmic_rays = args
     rows = []
     for path, matrix in frames:
         matrix = np.asarray(matrix)
         inv = np.linalg.inv(matrix)
         xy = ref_positions @ inv[:2, :2].T + inv[:2, 2]
-        exposure = _read(path, profile, calibration)
+        exposure = _read(path, profile, calibration, cosmic_rays)
         table = photometer(exposure, xy, shape)
         rows.append({"path": path, **{c: np.asarray(table[c]) for c in table.colnames}})
     return rows
@@ -177,7 +198,15 @@ class Reducer:
         each file was skipped).
     """
 
-    def __init__(self, data_dir, out_dir, *, config: ReduceConfig | None = None, calibration=None, progress: bool = True):
+    def __init__(
+        self,
+        data_dir,
+        out_dir,
+        *,
+        config: ReduceConfig | None = None,
+        calibration=None,
+        progress: bool = True,
+    ):
         self.data_dir = Path(data_dir)
         self.out_dir = Path(out_dir)
         self.config = config or ReduceConfig()
@@ -209,11 +238,15 @@ class Reducer:
 
         if not self.data_dir.is_dir():
             raise InputFileError(f"{self.data_dir}: data folder does not exist")
-        files = sorted(p for p in self.data_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+        files = sorted(
+            p for p in self.data_dir.iterdir() if p.is_file() and not p.name.startswith(".")
+        )
         if not files:
             raise InputFileError(f"{self.data_dir}: data folder is empty")
+        from tqdm.auto import tqdm
+
         records = []
-        for path in files:
+        for path in tqdm(files, desc="reading headers", unit="file", disable=not self.progress):
             if path.suffix == ".json":
                 continue
             if not is_fits(path):
@@ -234,8 +267,14 @@ class Reducer:
                 self._skip(path, str(exc))
                 continue
             records.append(
-                FrameRecord(path=str(path), band=info.band, mjd_mid=float(info.time_mid.utc.mjd),
-                            exptime=info.exptime, binning=info.binning, shape=shape)
+                FrameRecord(
+                    path=str(path),
+                    band=info.band,
+                    mjd_mid=float(info.time_mid.utc.mjd),
+                    exptime=info.exptime,
+                    binning=info.binning,
+                    shape=shape,
+                )
             )
         # binning and shape must agree within a filter: keep the majority, skip the rest
         by_band: dict[str, list[FrameRecord]] = defaultdict(list)
@@ -246,17 +285,29 @@ class Reducer:
             (binning, shape), _ = Counter((r.binning, r.shape) for r in recs).most_common(1)[0]
             for r in recs:
                 if r.binning != binning:
-                    self._skip(r.path, f"binning {r.binning[0]}x{r.binning[1]} differs from the {binning[0]}x{binning[1]} of the other '{band}' frames")
+                    self._skip(
+                        r.path,
+                        f"binning {r.binning[0]}x{r.binning[1]} differs from the {binning[0]}x{binning[1]} of the other '{band}' frames",
+                    )
                 elif r.shape != shape:
-                    self._skip(r.path, f"shape {r.shape} differs from the {shape} of the other '{band}' frames")
+                    self._skip(
+                        r.path,
+                        f"shape {r.shape} differs from the {shape} of the other '{band}' frames",
+                    )
                 else:
                     kept.append(r)
         if not kept:
             detail = "; ".join(f"{Path(p).name}: {why}" for p, why in self.skipped[:10])
             raise InputFileError(f"{self.data_dir}: no usable FITS frame ({detail})")
         kept.sort(key=lambda r: (r.band, r.mjd_mid))
-        log.info("found %d frames in %d filter(s): %s", len(kept), len(by_band),
-                 ", ".join(f"{b}: {sum(r.band == b for r in kept)}" for b in sorted({r.band for r in kept})))
+        log.info(
+            "found %d frames in %d filter(s): %s",
+            len(kept),
+            len(by_band),
+            ", ".join(
+                f"{b}: {sum(r.band == b for r in kept)}" for b in sorted({r.band for r in kept})
+            ),
+        )
         return kept
 
     @property
@@ -275,31 +326,50 @@ class Reducer:
         """
         from skyscene.background import estimate_background
         from skyscene.detection import find_sources
-        from skyscene.psf import estimate_psf_shape
+        from skyscene.psf import combine_shapes, estimate_psf_shape
 
         cfg = self.config
         for band in self.bands:
             frames = self._band_frames(band)
-            best = None
+            best, shapes = None, []
             for rec in frames[: cfg.reference_candidates]:
                 try:
-                    exp = _read(rec.path, cfg.profile, self.calibration)
+                    exp = _read(rec.path, cfg.profile, self.calibration, cfg.cosmic_rays)
                     bkg = estimate_background(exp.data, mask=exp.mask, box_size=cfg.background_box)
-                    cat = find_sources(exp.data, mask=exp.mask, threshold=cfg.threshold, background=bkg, edge=10)
+                    cat = find_sources(
+                        exp.data, mask=exp.mask, threshold=cfg.threshold, background=bkg, edge=10
+                    )
                 except SkysceneError as exc:
-                    self._skip(rec.path, f"cannot build a catalog: {exc}")
+                    log.info("%s: no catalog (%s)", rec.path, exc)
                     continue
+                clean = cat[(cat["flag"] == 0)]
+                xy = np.c_[clean["x"], clean["y"]]
+                try:
+                    shapes.append(
+                        estimate_psf_shape(
+                            exp.data, xy[_isolated(xy, 15.0)], mask=exp.mask, half_size=8
+                        )
+                    )
+                except DataError as exc:
+                    log.info("%s: no PSF shape (%s)", rec.path, exc)
                 if best is None or len(cat) > len(best[1]):
                     best = (rec, cat, exp)
-            if best is None:
-                raise DataError(f"filter '{band}': no frame yields a source catalog")
+            if best is None or not shapes:
+                raise DataError(
+                    f"filter '{band}': no frame yields a source catalog and a PSF shape"
+                )
             rec, cat, exp = best
-            clean = cat[(cat["flag"] == 0)]
-            isolated = _isolated(np.c_[clean["x"], clean["y"]], 15.0)
-            shape = estimate_psf_shape(exp.data, np.c_[clean["x"], clean["y"]][isolated], mask=exp.mask,
-                                       half_size=8)
-            log.info("filter %s: reference %s, %d sources, PSF σ = %.2f × %.2f px, θ = %.2f rad",
-                     band, Path(rec.path).name, len(cat), shape.sigma_major, shape.sigma_minor, shape.theta)
+            # the shape is the median over the candidate frames: less noisy than one frame
+            shape = combine_shapes(shapes)
+            log.info(
+                "filter %s: reference %s, %d sources, PSF σ = %.2f × %.2f px, θ = %.2f rad",
+                band,
+                Path(rec.path).name,
+                len(cat),
+                shape.sigma_major,
+                shape.sigma_minor,
+                shape.theta,
+            )
             if exp.wcs is not None:
                 sky = exp.wcs.pixel_to_world(cat["x"], cat["y"])
                 cat["ra"], cat["dec"] = sky.ra.deg, sky.dec.deg
@@ -332,7 +402,12 @@ class Reducer:
                 try:
                     mapped = find_transform_from_positions(xy, pxy).apply(xy)
                 except AlignmentError as exc:
-                    log.warning("filter %s: cannot match sources to filter %s (%s); new ids", band, primary, exc)
+                    log.warning(
+                        "filter %s: cannot match sources to filter %s (%s); new ids",
+                        band,
+                        primary,
+                        exc,
+                    )
                     mapped = np.full_like(xy, np.inf)
             match = match_catalogs(mapped, pxy, radius=self.config.match_radius)
             ids = np.where(match >= 0, match, -1)
@@ -340,7 +415,13 @@ class Reducer:
                 ids[i] = next_id
                 next_id += 1
             cat["id"] = ids
-            log.info("filter %s: %d of %d sources matched to filter %s", band, int((match >= 0).sum()), len(cat), primary)
+            log.info(
+                "filter %s: %d of %d sources matched to filter %s",
+                band,
+                int((match >= 0).sum()),
+                len(cat),
+                primary,
+            )
 
     def _align_frames(self) -> None:
         cfg = self.config
@@ -349,14 +430,32 @@ class Reducer:
             cat = self.catalogs[band]
             ref_xy = np.c_[cat["x"], cat["y"]]
             for rec in self._band_frames(band):
-                tasks.append((rec.path, self.references[band], ref_xy, cfg.profile, self.calibration, cfg.threshold))
-        results = run_tasks(_align_task, tasks, scheduler=cfg.scheduler, progress=self.progress, desc="aligning frames")
+                tasks.append(
+                    (
+                        rec.path,
+                        self.references[band],
+                        ref_xy,
+                        cfg.profile,
+                        self.calibration,
+                        cfg.threshold,
+                        cfg.cosmic_rays,
+                    )
+                )
+        results = run_tasks(
+            _align_task,
+            tasks,
+            scheduler=cfg.scheduler,
+            progress=self.progress,
+            desc="aligning frames",
+        )
         failed = set()
         for res in results:
             band = next(r.band for r in self.frames if r.path == res["path"])
             if res["ok"]:
                 self.transforms.setdefault(band, {})[res["path"]] = np.asarray(res["matrix"])
-                self.frame_stats[res["path"]] = {k: res.get(k) for k in ("bkg_level", "bkg_rms", "method", "n_matches", "rms")}
+                self.frame_stats[res["path"]] = {
+                    k: res.get(k) for k in ("bkg_level", "bkg_rms", "method", "n_matches", "rms")
+                }
             else:
                 self._skip(res["path"], f"cannot be aligned: {res['reason']}")
                 failed.add(res["path"])
@@ -368,14 +467,20 @@ class Reducer:
         cat_dir = self.out_dir / "cat"
         for band, cat in self.catalogs.items():
             out = cat.copy()
-            out.meta = {"reference": self.references[band], "band": band,
-                        "psf_sigma_major": self.shapes[band].sigma_major,
-                        "psf_sigma_minor": self.shapes[band].sigma_minor,
-                        "psf_theta_rad": self.shapes[band].theta}
+            out.meta = {
+                "reference": self.references[band],
+                "band": band,
+                "psf_sigma_major": self.shapes[band].sigma_major,
+                "psf_sigma_minor": self.shapes[band].sigma_minor,
+                "psf_theta_rad": self.shapes[band].theta,
+            }
             write_table(out, cat_dir / f"{band}_catalog.csv")
             exp = read_exposure(self.references[band], profile=self.config.profile)
-            _save_figure(catalog_figure(exp.data, cat, title=f"{band}: {Path(self.references[band]).name}"),
-                         cat_dir / f"{band}_catalog", pdf=False)
+            _save_figure(
+                catalog_figure(exp.data, cat, title=f"{band}: {Path(self.references[band]).name}"),
+                cat_dir / f"{band}_catalog",
+                pdf=False,
+            )
 
     # ------------------------------------------------------------------ photometry
     def photometry(self, photometer="optimal", *, local_background="default") -> dict[str, Any]:
@@ -404,7 +509,9 @@ class Reducer:
         if isinstance(photometer, str):
             kinds = {"optimal": OptimalPhotometer, "aperture": AperturePhotometer}
             if photometer not in kinds:
-                raise ParameterError(f"photometer must be 'optimal' or 'aperture', got {photometer!r}")
+                raise ParameterError(
+                    f"photometer must be 'optimal' or 'aperture', got {photometer!r}"
+                )
             photometer = kinds[photometer](radius=self.config.radius, local_background=estimator)
         name = getattr(photometer, "name", type(photometer).__name__)
         lc_dir = self.out_dir / "lcs" / f"{name}_{bkg_name}"
@@ -415,9 +522,25 @@ class Reducer:
             ref_xy = np.c_[cat["x"], cat["y"]]
             frames = [(r.path, self.transforms[band][r.path]) for r in self._band_frames(band)]
             for i in range(0, len(frames), cfg.chunk_size):
-                tasks.append((frames[i : i + cfg.chunk_size], ref_xy, self.shapes[band], photometer, cfg.profile, self.calibration))
+                tasks.append(
+                    (
+                        frames[i : i + cfg.chunk_size],
+                        ref_xy,
+                        self.shapes[band],
+                        photometer,
+                        cfg.profile,
+                        self.calibration,
+                        cfg.cosmic_rays,
+                    )
+                )
                 index.append(band)
-        results = run_tasks(_photometry_task, tasks, scheduler=cfg.scheduler, progress=self.progress, desc=f"photometry ({name})")
+        results = run_tasks(
+            _photometry_task,
+            tasks,
+            scheduler=cfg.scheduler,
+            progress=self.progress,
+            desc=f"photometry ({name})",
+        )
         rows_by_band: dict[str, list] = defaultdict(list)
         for band, rows in zip(index, results, strict=True):
             rows_by_band[band].extend(rows)
@@ -431,7 +554,13 @@ class Reducer:
         self._write_diagnostics(lcs, name, bkg_name)
         self._write_metadata(photometer, bkg_name, lc_dir)
         log.info("wrote %d light curves to %s", len(written) // 2, lc_dir)
-        return {"lc_dir": lc_dir, "files": written, "n_frames": len(self.frames), "skipped": list(self.skipped), "light_curves": lcs}
+        return {
+            "lc_dir": lc_dir,
+            "files": written,
+            "n_frames": len(self.frames),
+            "skipped": list(self.skipped),
+            "light_curves": lcs,
+        }
 
     def _location(self):
         from astropy import units as u
@@ -451,8 +580,11 @@ class Reducer:
         ra, dec = ref.meta.get("ra"), ref.meta.get("dec")
         if ra is None or dec is None:
             if ref.wcs is None:
-                raise HeaderError(f"{ref.filename}: no RA/DEC keywords and no WCS for the barycentric correction",
-                                  filename=ref.filename, key="RA")
+                raise HeaderError(
+                    f"{ref.filename}: no RA/DEC keywords and no WCS for the barycentric correction",
+                    filename=ref.filename,
+                    key="RA",
+                )
             c = ref.wcs.pixel_to_world((ref.shape[1] - 1) / 2, (ref.shape[0] - 1) / 2)
             ra, dec = float(c.ra.deg), float(c.dec.deg)
         return float(ra), float(dec)
@@ -467,14 +599,26 @@ class Reducer:
         mjd = {r.path: r.mjd_mid for r in self.frames}
         rows = sorted(rows, key=lambda r: mjd[r["path"]])
         ra, dec = self.field_coordinates()
-        bmjd = bmjd_tdb(Time([mjd[r["path"]] for r in rows], format="mjd", scale="utc"), ra, dec, location=location)
-        stack = {c: np.array([r[c] for r in rows]).T for c in ("flux", "flux_err", "bkg", "bkg_err", "x", "y", "flags")}
+        bmjd = bmjd_tdb(
+            Time([mjd[r["path"]] for r in rows], format="mjd", scale="utc"),
+            ra,
+            dec,
+            location=location,
+        )
+        stack = {
+            c: np.array([r[c] for r in rows]).T
+            for c in ("flux", "flux_err", "bkg", "bkg_err", "x", "y", "flags")
+        }
         ids = np.asarray(self.catalogs[band]["id"])
         comparisons = None
         if self.config.comparisons is not None:
-            comparisons = [int(np.flatnonzero(ids == c)[0]) for c in self.config.comparisons if c in ids]
+            comparisons = [
+                int(np.flatnonzero(ids == c)[0]) for c in self.config.comparisons if c in ids
+            ]
         try:
-            diff = differential_photometry(stack["flux"], stack["flux_err"], stack["flags"], comparisons=comparisons)
+            diff = differential_photometry(
+                stack["flux"], stack["flux_err"], stack["flags"], comparisons=comparisons
+            )
             rel, rel_err = diff.rel_flux, diff.rel_flux_err
         except DataError as exc:
             log.warning("filter %s: no differential light curves (%s)", band, exc)
@@ -488,7 +632,13 @@ class Reducer:
             t["rel_flux"] = rel[k]
             t["rel_flux_err"] = rel_err[k]
             t["file"] = [Path(r["path"]).name for r in rows]
-            t.meta = {"band": band, "source_id": int(sid), "time": "BMJD(TDB) mid-exposure", "ra_field": ra, "dec_field": dec}
+            t.meta = {
+                "band": band,
+                "source_id": int(sid),
+                "time": "BMJD(TDB) mid-exposure",
+                "ra_field": ra,
+                "dec_field": dec,
+            }
             out[int(sid)] = t
         return out
 
@@ -498,7 +648,10 @@ class Reducer:
         diag = self.out_dir / "diag"
         times = {b: [r.mjd_mid for r in self._band_frames(b)] for b in self.bands}
         _save_figure(dg.header_times_figure(times), diag / "header_times")
-        bkgs = {b: [self.frame_stats[r.path]["bkg_level"] for r in self._band_frames(b)] for b in self.bands}
+        bkgs = {
+            b: [self.frame_stats[r.path]["bkg_level"] for r in self._band_frames(b)]
+            for b in self.bands
+        }
         _save_figure(dg.backgrounds_figure(times, bkgs), diag / "backgrounds")
         _save_figure(dg.rms_vs_median_figure(lcs), diag / f"rms_vs_median_{name}_{bkg_name}")
         _save_figure(dg.light_curves_figure(lcs), diag / f"light_curves_{name}_{bkg_name}")
@@ -552,7 +705,12 @@ def demo_stage(out_dir, *, progress: bool = True) -> str:
     out_dir = Path(out_dir)
     raw = out_dir / "reduce" / "raw"
     simulate_observations(raw, 60, rng=2026)
-    reducer = Reducer(raw, out_dir / "reduce" / "out", config=ReduceConfig(scheduler="processes"), progress=progress)
+    reducer = Reducer(
+        raw,
+        out_dir / "reduce" / "out",
+        config=ReduceConfig(scheduler="processes"),
+        progress=progress,
+    )
     reducer.create_catalogs()
     result = reducer.photometry("optimal")
     return (

@@ -65,7 +65,9 @@ def backgrounds_figure(times: dict, levels: dict) -> Figure:
     t0 = min(min(t) for t in times.values())
     for k, band in enumerate(sorted(times)):
         sec = (np.asarray(times[band]) - t0) * 86400.0
-        ax.plot(sec, np.asarray(levels[band], dtype=float), ".", color=_color(band, k), label=band, ms=3)
+        ax.plot(
+            sec, np.asarray(levels[band], dtype=float), ".", color=_color(band, k), label=band, ms=3
+        )
     ax.set_xlabel("time (s)")
     ax.set_ylabel("background (counts / pixel)")
     ax.legend(fontsize=8)
@@ -91,8 +93,20 @@ def rms_vs_median_figure(lcs: dict) -> Figure:
             err.append(np.median(e[ok]) / m)
         if med:
             order = np.argsort(med)
-            ax.loglog(np.asarray(med)[order], np.asarray(rms)[order], "o", color=_color(band, k), label=f"{band} measured")
-            ax.loglog(np.asarray(med)[order], np.asarray(err)[order], "--", color=_color(band, k), label=f"{band} expected")
+            ax.loglog(
+                np.asarray(med)[order],
+                np.asarray(rms)[order],
+                "o",
+                color=_color(band, k),
+                label=f"{band} measured",
+            )
+            ax.loglog(
+                np.asarray(med)[order],
+                np.asarray(err)[order],
+                "--",
+                color=_color(band, k),
+                label=f"{band} expected",
+            )
     ax.set_xlabel("median flux (counts)")
     ax.set_ylabel("fractional RMS")
     ax.legend(fontsize=7)
@@ -109,7 +123,9 @@ def light_curves_figure(lcs: dict) -> Figure:
         sources = lcs[band]
         for j, (sid, table) in enumerate(sorted(sources.items())):
             t = np.asarray(table["BMJD"], float)
-            rel = np.asarray(table["rel_flux"] if "rel_flux" in table.colnames else table["flux"], float)
+            rel = np.asarray(
+                table["rel_flux"] if "rel_flux" in table.colnames else table["flux"], float
+            )
             if not np.isfinite(rel).any():
                 rel = np.asarray(table["flux"], float) / np.nanmedian(table["flux"])
             ax.plot((t - t[0]) * 86400.0, rel + 0.05 * j, ".", ms=2, label=f"{sid}")

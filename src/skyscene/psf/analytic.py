@@ -94,7 +94,9 @@ class GaussianPSF(_Elliptical):
 
     def __post_init__(self) -> None:
         major = _check_positive("sigma_major", self.sigma_major)
-        minor = major if self.sigma_minor is None else _check_positive("sigma_minor", self.sigma_minor)
+        minor = (
+            major if self.sigma_minor is None else _check_positive("sigma_minor", self.sigma_minor)
+        )
         if minor > major:
             major, minor = minor, major
             object.__setattr__(self, "theta", float(self.theta) + math.pi / 2)
@@ -163,7 +165,9 @@ class MoffatPSF(_Elliptical):
 
     def __post_init__(self) -> None:
         major = _check_positive("alpha_major", self.alpha_major)
-        minor = major if self.alpha_minor is None else _check_positive("alpha_minor", self.alpha_minor)
+        minor = (
+            major if self.alpha_minor is None else _check_positive("alpha_minor", self.alpha_minor)
+        )
         beta = float(self.beta)
         if not beta > 1.0:
             raise ParameterError(f"beta must be > 1 for a finite total flux, got {self.beta!r}")
@@ -176,7 +180,9 @@ class MoffatPSF(_Elliptical):
         object.__setattr__(self, "theta", float(math.remainder(float(self.theta), math.pi)))
 
     @classmethod
-    def from_fwhm(cls, fwhm: float, beta: float = 3.0, *, axis_ratio: float = 1.0, theta: float = 0.0):
+    def from_fwhm(
+        cls, fwhm: float, beta: float = 3.0, *, axis_ratio: float = 1.0, theta: float = 0.0
+    ):
         """Moffat PSF of geometric-mean ``fwhm`` (pixels) and minor/major ``axis_ratio``."""
         fwhm = _check_positive("fwhm", fwhm)
         if not 0 < axis_ratio <= 1:
@@ -195,7 +201,9 @@ class MoffatPSF(_Elliptical):
     @property
     def fwhm(self) -> float:
         """Geometric-mean FWHM, pixels."""
-        return float(2.0 * math.sqrt(self.major * self.minor) * math.sqrt(2.0 ** (1.0 / self.beta) - 1.0))
+        return float(
+            2.0 * math.sqrt(self.major * self.minor) * math.sqrt(2.0 ** (1.0 / self.beta) - 1.0)
+        )
 
     def pixel_values(self, dx, dy):
         a, b, beta = self.major, self.minor, self.beta

@@ -44,7 +44,9 @@ def _centers(center, shape) -> tuple[np.ndarray, bool]:
     single = arr.ndim == 1
     arr = np.atleast_2d(arr)
     if arr.shape[-1] != 2 or arr.ndim != 2:
-        raise ParameterError(f"center must be (x, y) or an (N, 2) array, got shape {np.shape(center)}")
+        raise ParameterError(
+            f"center must be (x, y) or an (N, 2) array, got shape {np.shape(center)}"
+        )
     if not np.all(np.isfinite(arr)):
         raise ParameterError("center contains non-finite values")
     return arr, single
@@ -58,9 +60,9 @@ class PSFModel(abc.ABC):
     Everything else (stamps, many centres, oversampled images) follows from it.
     """
 
+    @abc.abstractmethod
     def pixel_values(self, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:  # pragma: no cover
         """Fraction of the flux falling in the pixel centred at offset ``(dx, dy)``."""
-        raise NotImplementedError
 
     def render(self, shape: tuple[int, int], center=None) -> np.ndarray:
         """Render the PSF in a stamp of ``shape = (ny, nx)``.

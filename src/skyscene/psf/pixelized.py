@@ -37,7 +37,9 @@ class PixelizedPSF(PSFModel):
     def __init__(self, image, *, oversampling: float = 1.0, order: int = 3):
         image = np.asarray(image, dtype=float)
         if image.ndim != 2 or image.shape[0] != image.shape[1] or image.shape[0] % 2 == 0:
-            raise ParameterError(f"PSF image must be square with an odd size, got shape {image.shape}")
+            raise ParameterError(
+                f"PSF image must be square with an odd size, got shape {image.shape}"
+            )
         if not np.all(np.isfinite(image)):
             raise ParameterError("PSF image contains non-finite values")
         total = image.sum()
@@ -53,7 +55,9 @@ class PixelizedPSF(PSFModel):
         self.order = order
         self._center = (image.shape[0] - 1) / 2.0
         self._coeffs = (
-            ndimage.spline_filter(self.image, order=order, mode="grid-constant") if order > 1 else self.image
+            ndimage.spline_filter(self.image, order=order, mode="grid-constant")
+            if order > 1
+            else self.image
         )
 
     def __repr__(self) -> str:
@@ -135,5 +139,7 @@ class GalSimPSF(PSFModel):
         n = int(size * oversampling) | 1
         pixel = self._galsim.Pixel(self.pixel_scale)
         effective = self._galsim.Convolve(self.profile, pixel)
-        image = effective.drawImage(nx=n, ny=n, scale=self.pixel_scale / oversampling, method="no_pixel")
+        image = effective.drawImage(
+            nx=n, ny=n, scale=self.pixel_scale / oversampling, method="no_pixel"
+        )
         return PixelizedPSF(image.array, oversampling=oversampling)

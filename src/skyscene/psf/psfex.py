@@ -38,7 +38,9 @@ class PSFExModel(PSFModel):
     (:class:`PixelizedPSF` with ``oversampling = 1 / PSF_SAMP``).
     """
 
-    def __init__(self, basis, *, poly_zero, poly_scale, degree: int, sampling: float, filename: str = ""):
+    def __init__(
+        self, basis, *, poly_zero, poly_scale, degree: int, sampling: float, filename: str = ""
+    ):
         self.basis = np.asarray(basis, dtype=float)
         self.poly_zero = tuple(float(v) for v in poly_zero)
         self.poly_scale = tuple(float(v) for v in poly_scale)
@@ -112,8 +114,14 @@ def read_psfex(path: str | Path) -> PSFExModel:
 
     naxis = int(key("POLNAXIS"))
     if naxis == 0:
-        return PSFExModel(basis[:1], poly_zero=(0, 0), poly_scale=(1, 1), degree=0,
-                          sampling=float(key("PSF_SAMP")), filename=name)
+        return PSFExModel(
+            basis[:1],
+            poly_zero=(0, 0),
+            poly_scale=(1, 1),
+            degree=0,
+            sampling=float(key("PSF_SAMP")),
+            filename=name,
+        )
     names = [str(key(f"POLNAME{i}")).strip() for i in (1, 2)]
     if naxis != 2 or names != ["X_IMAGE", "Y_IMAGE"]:
         raise HeaderError(

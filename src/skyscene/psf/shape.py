@@ -167,7 +167,9 @@ def estimate_psf_shape(
         if fit["success"] and fit["psf"].sigma_major < half_size / 1.5:
             fits.append(fit["psf"])
     if not fits:
-        raise DataError(f"no star could be fitted for the PSF shape (of {len(positions)} candidates)")
+        raise DataError(
+            f"no star could be fitted for the PSF shape (of {len(positions)} candidates)"
+        )
     major = np.array([f.sigma_major for f in fits])
     minor = np.array([f.sigma_minor for f in fits])
     theta = np.array([f.theta for f in fits])

@@ -1,0 +1,186 @@
+"""``skyscene smp``, ``skyscene smp-batch`` and ``skyscene simulate tno``."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+__all__ = ["register"]
+
+log = logging.getLogger(__name__)
+
+
+def _config(args):
+    from skyscene.scene import SceneConfig
+
+    return SceneConfig(
+        grid_n=args.grid_n,
+        grid_spacing=args.grid_spacing,
+        sky=args.sky,
+        fit_offset=args.fit_offset,
+        shot_noise=args.shot_noise,
+        ridge=args.ridge,
+    )
+
+
+def _add_fit_options(p) -> None:
+    p.add_argument("--binary", action="store_true", help="also fit a binary and compare")
+    p.add_argument(
+        "--grid-n", type=int, default=20, help="grid size n (n × n; default %(default)s)"
+    )
+    p.add_argument(
+        "--grid-spacing",
+        type=float,
+        default=0.35,
+        help="grid spacing, arcsec (default %(default)s)",
+    )
+    p.add_argument("--sky", choices=("fit", "subtract", "none"), default="fit", help="sky handling")
+    p.add_argument("--fit-offset", action="store_true", help="fit a sub-pixel target offset")
+    p.add_argument(
+        "--shot-noise", action="store_true", help="second pass with source shot noise (needs GAIN)"
+    )
+    p.add_argument("--ridge", type=float, default=0.0, help="ridge prior precision on grid fluxes")
+
+
+def _smp(args) -> int:
+    from skyscene.pipelines.smp import run_smp
+
+    record = run_smp(
+        args.stamps,
+        ra=args.ra,
+        dec=args.dec,
+        detection=args.detection,
+        binary=args.binary,
+        config=_config(args),
+        out=args.out,
+        mugshot=args.mugshot,
+    )
+    flux, err = record["flux"][0], record["flux_err"][0]
+    log.info(
+        "flux30 = %.2f ± %.2f, χ²/dof = %.1f/%d -> %s",
+        flux,
+        err,
+        record["chi2"],
+        record["dof"],
+        args.out,
+    )
+    return 0
+
+
+def _smp_batch(args) -> int:
+    from skyscene.pipelines.smp import run_smp_batch
+
+    summary = run_smp_batch(
+        args.detections,
+        stamps_dir=args.stamps,
+        out=args.out,
+        binary=args.binary,
+        config=_config(args),
+        scheduler=args.scheduler,
+        n_workers=args.workers,
+        progress=args.progress,
+    )
+    log.info(
+        "smp-batch: %d ok, %d failed, %d skipped (already done) in %.1f s -> %s",
+        summary["n_ok"],
+        summary["n_failed"],
+        summary["n_skipped"],
+        summary["seconds"],
+        summary["out"],
+    )
+    for det_id, message in summary["failures"].items():
+        log.warning("failed %s: %s", det_id, message)
+    return 0
+
+
+def _simulate_tno(args) -> int:
+    from pathlib import Path
+
+    from skyscene.datasets.tno import simulate_tno_stamps
+
+    binary = (args.separation, args.flux_ratio) if args.binary else None
+    sim = simulate_tno_stamps(
+        rng=args.seed,
+        n_exposures=args.n_exposures,
+        snr=args.snr,
+        blend=args.blend,
+        binary=binary,
+        mover=args.mover,
+        out_dir=Path(args.out_dir),
+    )
+    truth = sim.truth
+    log.info(
+        "wrote %d stamps and truth.json to %s (target RA, Dec = %.6f, %.6f; flux30 %s; blend %s)",
+        len(sim.paths) - 1,
+        args.out_dir,
+        truth["ra"],
+        truth["dec"],
+        json.dumps(truth["flux"]),
+        truth["blend"],
+    )
+    return 0
+
+
+def register(commands, simulate) -> None:
+    p = commands.add_parser(
+        "smp",
+        help="scene-modelling photometry of one detection",
+        description=(
+            "Fit a point source (or binary) and a grid of background point sources jointly "
+            "to all stamps of a sky patch (Bernardinelli et al. 2023)."
+        ),
+    )
+    p.add_argument("stamps", nargs="+", help="stamp FITS files (SCI/WGT/MSK/PSF HDUs)")
+    p.add_argument("--ra", type=float, required=True, help="target RA, degrees")
+    p.add_argument("--dec", type=float, required=True, help="target Dec, degrees")
+    p.add_argument(
+        "--detection", required=True, action="append", help="detection stamp (repeatable)"
+    )
+    p.add_argument("--out", required=True, help="result JSON file")
+    p.add_argument("--mugshot", default=None, help="five-panel mugshot PNG of the detection")
+    _add_fit_options(p)
+    p.set_defaults(func=_smp)
+
+    b = commands.add_parser(
+        "smp-batch",
+        help="scene-modelling photometry of many detections (Dask, resumable)",
+        description=(
+            "Run SMP on every row (id, ra, dec, detection[, stamps]) of a CSV. Each detection "
+            "writes OUT.parts/ID.json; a rerun skips finished ones; failures are listed."
+        ),
+    )
+    b.add_argument("detections", help="CSV with columns id, ra, dec, detection[, stamps]")
+    b.add_argument(
+        "--stamps", required=True, help="folder of stamps (default layout: STAMPS/ID/*.fits)"
+    )
+    b.add_argument("--out", required=True, help="results Parquet file (a CSV twin is written)")
+    b.add_argument(
+        "--scheduler",
+        default="processes",
+        help="synchronous | processes (a LocalCluster, default) | tcp://HOST:PORT",
+    )
+    b.add_argument(
+        "--workers", type=int, default=None, help="LocalCluster workers (default: cores)"
+    )
+    _add_fit_options(b)
+    b.set_defaults(func=_smp_batch)
+
+    s = simulate.add_parser(
+        "tno",
+        help="DES-like stamps of a TNO on a complex background (+ truth.json)",
+        description="Write seeded DES-like SMP stamps (FITS with WCS and PSF HDUs) and truth.json.",
+    )
+    s.add_argument("out_dir", help="output folder")
+    s.add_argument("--seed", type=int, default=0, help="random seed")
+    s.add_argument(
+        "--n-exposures", type=int, default=11, help="number of stamps (default %(default)s)"
+    )
+    s.add_argument("--snr", type=float, default=None, help="target S/N (default: random in 5–200)")
+    s.add_argument("--blend", default="random", choices=("random", "isolated", "moderate", "heavy"))
+    s.add_argument("--binary", action="store_true", help="make the target a binary")
+    s.add_argument("--separation", type=float, default=1.0, help="binary separation, arcsec")
+    s.add_argument(
+        "--flux-ratio", type=float, default=1.0, help="binary flux ratio (secondary/primary)"
+    )
+    s.add_argument("--mover", action="store_true", help="the target also appears in other stamps")
+    s.set_defaults(func=_simulate_tno)

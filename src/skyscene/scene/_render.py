@@ -1,0 +1,120 @@
+"""Rendering many point sources through the PSF protocol, fast.
+
+The scene model needs, for every exposure, the pixel-integrated PSF of ~400 grid
+sources over a whole stamp. :func:`render_many` returns exactly what
+``psf.render(shape, centers)`` returns (the PSF protocol of :mod:`skyscene.psf`),
+with one optimisation: for a :class:`~skyscene.psf.PixelizedPSF` with an integer
+oversampling and cubic-spline interpolation, the spline is evaluated in a separable
+(SVD) form instead of one ``map_coordinates`` call per pixel (see
+:class:`_CubicPixelized`); the two agree to ``rank_tol`` of the peak (tested).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from skyscene.psf import PixelizedPSF
+
+__all__ = ["prepare_psf", "render_many"]
+
+
+def _bspline3_weights(t: np.ndarray) -> np.ndarray:
+    """Cubic B-spline weights of the taps ``floor(u) - 1 .. floor(u) + 2``; ``t = u - floor(u)``."""
+    t = t[:, None]
+    one = 1.0 - t
+    w0 = one**3 / 6.0
+    w1 = (3.0 * t**3 - 6.0 * t**2 + 4.0) / 6.0
+    w2 = (-3.0 * t**3 + 3.0 * t**2 + 3.0 * t + 1.0) / 6.0
+    w3 = t**3 / 6.0
+    return np.concatenate([w0, w1, w2, w3], axis=1)
+
+
+def _taps(start: np.ndarray, count: int, step: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Spline tap indices ``(N, count, 4)`` (``n`` where outside) and their validity."""
+    base = np.floor(start)
+    idx = base.astype(np.int64)[:, None, None] - 1 + np.arange(4)[None, None, :]
+    idx = idx + (np.arange(count) * step)[None, :, None]
+    valid = (idx >= 0) & (idx < n)
+    return np.where(valid, idx, n), valid
+
+
+class _CubicPixelized:
+    """A cubic :class:`PixelizedPSF` with integer oversampling, in separable form.
+
+    The spline coefficient image ``C`` (``n × n``) is factorised by SVD,
+    ``C = Σ_r σ_r u_r v_rᵀ``, keeping the singular values above ``rank_tol · σ_1``. A
+    source's stamp is then ``Σ_r (A_y u_r σ_r)(A_x v_r)ᵀ`` where ``A_x``/``A_y`` hold the
+    four cubic B-spline taps of each pixel: two small gathers and one batched matrix
+    product instead of ``16`` interpolation taps per pixel. With ``rank_tol = 1e-12``
+    the stamps equal ``psf.render`` to ~1e-12 of the peak (tested).
+    """
+
+    def __init__(self, psf: PixelizedPSF, *, rank_tol: float = 1e-12):
+        self.psf = psf
+        self.step = round(psf.oversampling)
+        self.center = (psf.image.shape[0] - 1) / 2.0
+        coeffs = getattr(psf, "_coeffs", None)
+        if coeffs is None:  # pragma: no cover - older PixelizedPSF
+            coeffs = ndimage.spline_filter(psf.image, order=3, mode="grid-constant")
+        u, sv, vt = np.linalg.svd(np.asarray(coeffs, dtype=float))
+        rank = max(1, int(np.count_nonzero(sv > rank_tol * sv[0])))
+        n = len(sv)
+        scale = float(psf.oversampling) ** 2
+        # Zero row at index n for taps outside the image ("grid-constant" mode).
+        self.col_basis = np.zeros((n + 1, rank))
+        self.col_basis[:n] = vt[:rank].T
+        self.row_basis = np.zeros((n + 1, rank))
+        self.row_basis[:n] = u[:, :rank] * (sv[:rank] * scale)
+        self.n = n
+        self.rank = rank
+
+    def _axis(self, basis: np.ndarray, positions: np.ndarray, count: int) -> np.ndarray:
+        """``(N, count, rank)``: the basis interpolated at the pixels along one axis."""
+        start = self.center - positions * self.step
+        weights = _bspline3_weights(start - np.floor(start))
+        idx, valid = _taps(start, count, self.step, self.n)
+        weights = weights[:, None, :] * valid  # (N, count, 4)
+        gathered = basis[idx]  # (N, count, 4, rank)
+        return np.einsum("kcb,kcbr->kcr", weights, gathered, optimize=False)
+
+    def render(self, shape: tuple[int, int], centers: np.ndarray) -> np.ndarray:
+        ny, nx = shape
+        along_x = self._axis(self.col_basis, centers[:, 0], nx)
+        along_y = self._axis(self.row_basis, centers[:, 1], ny)
+        return np.matmul(along_y, along_x.transpose(0, 2, 1))
+
+
+def prepare_psf(psf, *, pixelize: bool, size: int, oversampling: int, rank_tol: float = 1e-10):
+    """The object :func:`render_many` uses for ``psf``.
+
+    A cubic :class:`PixelizedPSF` with an integer oversampling gets the fast path;
+    other PSFs are pixelised with ``psf.to_pixelized(size, oversampling)`` when
+    ``pixelize`` is true (fast, and how a PSF from a FITS ``PSF`` HDU is used anyway)
+    and otherwise rendered exactly through ``psf.render``. ``rank_tol`` is the relative
+    singular-value cut of the separable form (rendering error ~``rank_tol`` × peak).
+    """
+    if not isinstance(psf, PixelizedPSF) and pixelize and hasattr(psf, "to_pixelized"):
+        psf = psf.to_pixelized(size=size, oversampling=oversampling)
+    if (
+        isinstance(psf, PixelizedPSF)
+        and psf.order == 3
+        and abs(psf.oversampling - round(psf.oversampling)) < 1e-12
+    ):
+        return _CubicPixelized(psf, rank_tol=rank_tol)
+    return psf
+
+
+def render_many(prepared, shape: tuple[int, int], centers) -> np.ndarray:
+    """Render unit-flux point sources at ``centers`` ``(N, 2)`` into ``(N, ny, nx)`` stamps.
+
+    ``prepared`` comes from :func:`prepare_psf` (or is any PSF-protocol object).
+    """
+    centers = np.atleast_2d(np.asarray(centers, dtype=float))
+    shape = (int(shape[0]), int(shape[1]))
+    if len(centers) == 0:
+        return np.zeros((0, *shape))
+    if isinstance(prepared, _CubicPixelized):
+        return prepared.render(shape, centers)
+    out = np.asarray(prepared.render(shape, centers), dtype=float)
+    return out.reshape(len(centers), *shape)

@@ -1,0 +1,201 @@
+"""Configuration and target description of scene-modelling photometry."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from skyscene.errors import ParameterError
+
+__all__ = ["SceneConfig", "Target"]
+
+_SKY_MODES = ("fit", "subtract", "none")
+_MOVER_MODES = ("mask", "model", "ignore")
+_SOLVERS = ("dense", "sparse")
+
+
+def _positive(name: str, value: float) -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise ParameterError(f"SceneConfig.{name} must be positive and finite, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SceneConfig:
+    """Settings of a scene-modelling fit (recorded in every result's metadata).
+
+    Parameters
+    ----------
+    grid_n : int
+        The static scene is a ``grid_n × grid_n`` grid of point sources (default 20).
+    grid_spacing : float
+        Grid spacing, arcsec (default 0.35″, Bernardinelli et al. 2023).
+    sky : {"fit", "subtract", "none"}
+        ``"fit"``: one free constant per exposure; ``"subtract"``: subtract the
+        sigma-clipped median of each stamp first, then fit no sky; ``"none"``: no sky term.
+    ridge : float
+        Precision (1 / flux30²) of a zero-mean Gaussian prior on each grid flux; 0 = none.
+        A ridge regularises nearly degenerate grid modes; it shrinks grid fluxes toward 0,
+        so a target blended with the grid can be biased, and the reported covariance is
+        the posterior one, ``(DᵀWD + ridge·I_grid)⁻¹``, smaller than the unregularised.
+    fit_offset : bool
+        Fit a common sky offset ``(Δξ, Δη)`` of the target (in all detection exposures)
+        by minimising the profile χ² around the linear solve.
+    max_offset : float
+        Bound of the fitted offset, arcsec (each axis).
+    shot_noise : bool
+        Second pass: add the source shot noise of the first-pass model
+        (``model / gain``, in counts) to the variance and refit. Needs ``Exposure.gain``.
+    mover : {"mask", "model", "ignore"}
+        What to do at the target's ephemeris positions in non-detection exposures:
+        give zero weight within ``mover_radius``, fit a free point-source flux there,
+        or nothing.
+    mover_radius : float
+        Mask radius for ``mover="mask"``, arcsec.
+    solver : {"dense", "sparse"}
+        How ``DᵀWD`` is formed: BLAS on the dense design (fast; the PSF support covers the
+        stamp) or ``scipy.sparse`` on the design with exact zeros dropped. Same result.
+    pixelize_psf : bool
+        Sample non-pixelised PSF models (Gaussian, Moffat, GalSim) as a
+        :class:`~skyscene.psf.PixelizedPSF` before rendering (fast). If False they are
+        rendered exactly through ``psf.render`` (slow for Moffat).
+    psf_size : int or None
+        Native-pixel size of that sampling; None: twice the stamp diagonal, so that the
+        unit-sum normalisation of the sampled image does not cut the wings inside the stamp.
+    psf_oversampling : int
+        Samples per pixel of that sampling.
+    psf_rank_tol : float
+        Relative singular-value cut of the separable form in which pixelised PSFs are
+        rendered (the rendering then differs from ``psf.render`` by ~``psf_rank_tol``
+        of the PSF peak; 0 keeps the full rank).
+    zeropoint : float
+        Common zeropoint of the fitted fluxes (30, as DES).
+    """
+
+    grid_n: int = 20
+    grid_spacing: float = 0.35
+    sky: str = "fit"
+    ridge: float = 0.0
+    fit_offset: bool = False
+    max_offset: float = 1.0
+    shot_noise: bool = False
+    mover: str = "mask"
+    mover_radius: float = 1.0
+    solver: str = "dense"
+    pixelize_psf: bool = True
+    psf_size: int | None = None
+    psf_oversampling: int = 3
+    psf_rank_tol: float = 1e-10
+    zeropoint: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.grid_n, int) and 0 <= self.grid_n <= 200):
+            raise ParameterError(
+                f"SceneConfig.grid_n must be an int in [0, 200], got {self.grid_n!r}"
+            )
+        _positive("grid_spacing", self.grid_spacing)
+        _positive("max_offset", self.max_offset)
+        _positive("mover_radius", self.mover_radius)
+        if self.sky not in _SKY_MODES:
+            raise ParameterError(f"SceneConfig.sky must be one of {_SKY_MODES}, got {self.sky!r}")
+        if self.mover not in _MOVER_MODES:
+            raise ParameterError(
+                f"SceneConfig.mover must be one of {_MOVER_MODES}, got {self.mover!r}"
+            )
+        if self.solver not in _SOLVERS:
+            raise ParameterError(
+                f"SceneConfig.solver must be one of {_SOLVERS}, got {self.solver!r}"
+            )
+        if not (math.isfinite(self.ridge) and self.ridge >= 0):
+            raise ParameterError(f"SceneConfig.ridge must be >= 0, got {self.ridge!r}")
+        if not (isinstance(self.psf_oversampling, int) and self.psf_oversampling >= 1):
+            raise ParameterError(
+                "SceneConfig.psf_oversampling must be a positive int, "
+                f"got {self.psf_oversampling!r}"
+            )
+        if self.psf_size is not None and not (
+            isinstance(self.psf_size, int) and self.psf_size >= 3
+        ):
+            raise ParameterError(
+                f"SceneConfig.psf_size must be an int >= 3 or None, got {self.psf_size!r}"
+            )
+        if not (math.isfinite(self.psf_rank_tol) and 0 <= self.psf_rank_tol < 1):
+            raise ParameterError(
+                f"SceneConfig.psf_rank_tol must be in [0, 1), got {self.psf_rank_tol!r}"
+            )
+        if not math.isfinite(self.zeropoint):
+            raise ParameterError(f"SceneConfig.zeropoint must be finite, got {self.zeropoint!r}")
+
+    def to_dict(self) -> dict:
+        """Plain dict (for output metadata)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """The point source to measure.
+
+    Parameters
+    ----------
+    ra, dec : float or sequence of float
+        Position in degrees (ICRS), one for all detection exposures or one per detection
+        exposure (a moving object).
+    detections : sequence of int
+        Indices of the exposures in which the target is measured (one flux each).
+    ephemeris : mapping int -> (ra, dec), optional
+        Predicted positions (degrees) of the target in other exposures, handled per
+        ``SceneConfig.mover``.
+    grid_center : (ra, dec), optional
+        Centre of the background grid; default: the first detection position.
+
+    Examples
+    --------
+    >>> t = Target(ra=10.0, dec=-5.0, detections=[0])
+    >>> t.positions().shape
+    (1, 2)
+    """
+
+    ra: float | tuple[float, ...]
+    dec: float | tuple[float, ...]
+    detections: tuple[int, ...] = (0,)
+    ephemeris: Mapping[int, tuple[float, float]] = field(default_factory=dict)
+    grid_center: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        dets = tuple(int(d) for d in np.atleast_1d(self.detections))
+        if not dets:
+            raise ParameterError("Target.detections must name at least one exposure")
+        if len(set(dets)) != len(dets):
+            raise ParameterError(f"Target.detections has repeated exposures: {dets}")
+        object.__setattr__(self, "detections", dets)
+        ra = np.atleast_1d(np.asarray(self.ra, dtype=float))
+        dec = np.atleast_1d(np.asarray(self.dec, dtype=float))
+        if ra.shape != dec.shape or len(ra) not in (1, len(dets)):
+            raise ParameterError(
+                f"Target.ra/dec must be scalars or have one value per detection ({len(dets)}), "
+                f"got {len(ra)} and {len(dec)}"
+            )
+        if not (np.all(np.isfinite(ra)) and np.all(np.isfinite(dec)) and np.all(np.abs(dec) <= 90)):
+            raise ParameterError(
+                f"Target.ra/dec must be finite degrees, got {self.ra!r}, {self.dec!r}"
+            )
+        eph = {int(k): (float(v[0]), float(v[1])) for k, v in dict(self.ephemeris).items()}
+        overlap = set(eph) & set(dets)
+        if overlap:
+            raise ParameterError(f"Target.ephemeris names detection exposures {sorted(overlap)}")
+        object.__setattr__(self, "ephemeris", eph)
+
+    def positions(self) -> np.ndarray:
+        """``(n_detections, 2)`` array of (ra, dec) in degrees."""
+        ra = np.broadcast_to(np.atleast_1d(np.asarray(self.ra, float)), (len(self.detections),))
+        dec = np.broadcast_to(np.atleast_1d(np.asarray(self.dec, float)), (len(self.detections),))
+        return np.stack([ra, dec], axis=1)
+
+    def center(self) -> tuple[float, float]:
+        """Grid centre (ra, dec) in degrees."""
+        if self.grid_center is not None:
+            return float(self.grid_center[0]), float(self.grid_center[1])
+        ra, dec = self.positions()[0]
+        return float(ra), float(dec)

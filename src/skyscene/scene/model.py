@@ -1,0 +1,765 @@
+"""Scene-modelling photometry: a joint linear fit of all exposures of a sky patch.
+
+The model of exposure ``e`` (pixel values on the common zeropoint 30) is
+
+    model_e = Σ_k b_k · PSF_e(grid_k) + sky_e + Σ_t f_t · PSF_e(target_t) · [t in e]
+
+(Bernardinelli et al. 2023, §3; after the SMP of Brout et al. 2019). The grid fluxes
+``b_k`` are shared by all exposures; each exposure has its own PSF, WCS, zeropoint,
+weights and sky; the target contributes only to its detection exposure(s). With the
+positions fixed the model is linear and is solved by weighted least squares.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from skyscene.errors import DataError, FlaggedDataWarning, ParameterError
+from skyscene.scene._linalg import NormalFactor
+from skyscene.scene._render import prepare_psf, render_many
+from skyscene.scene.config import SceneConfig, Target
+
+__all__ = ["SceneModel", "SceneResult", "fit_scene", "flux_to_mag", "tangent_to_sky"]
+
+log = logging.getLogger(__name__)
+
+ARCSEC = math.pi / (180.0 * 3600.0)
+_MAG_PER_LN = 2.5 / math.log(10.0)
+
+
+def tangent_to_sky(ra0: float, dec0: float, xi, eta) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse gnomonic projection: tangent-plane offsets (arcsec) around ``(ra0, dec0)``.
+
+    ``xi`` points East (increasing RA), ``eta`` North. Returns ``(ra, dec)`` in degrees.
+    """
+    a0, d0 = math.radians(ra0), math.radians(dec0)
+    xi = np.asarray(xi, dtype=float) * ARCSEC
+    eta = np.asarray(eta, dtype=float) * ARCSEC
+    denom = math.cos(d0) - eta * math.sin(d0)
+    ra = a0 + np.arctan2(xi, denom)
+    dec = np.arctan2(math.sin(d0) + eta * math.cos(d0), np.hypot(xi, denom))
+    return np.degrees(ra) % 360.0, np.degrees(dec)
+
+
+def flux_to_mag(flux, flux_err, zeropoint: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
+    """Magnitudes and errors; NaN where the flux is not positive (no warnings)."""
+    flux = np.asarray(flux, dtype=float)
+    flux_err = np.asarray(flux_err, dtype=float)
+    good = flux > 0
+    safe = np.where(good, flux, 1.0)
+    mag = np.where(good, zeropoint - 2.5 * np.log10(safe), np.nan)
+    mag_err = np.where(good, _MAG_PER_LN * flux_err / safe, np.nan)
+    return mag, mag_err
+
+
+def _name(exposure, index: int) -> str:
+    return exposure.filename or f"exposure {index}"
+
+
+def _pixel_scale(wcs) -> float:
+    """Mean pixel scale of a celestial WCS, arcsec per pixel."""
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    return float(np.sqrt(np.prod(proj_plane_pixel_scales(wcs.celestial))) * 3600.0)
+
+
+def _world_to_pixel(wcs, ra, dec) -> np.ndarray:
+    ra = np.atleast_1d(np.asarray(ra, dtype=float))
+    dec = np.atleast_1d(np.asarray(dec, dtype=float))
+    if wcs.has_distortion:
+        x, y = wcs.all_world2pix(ra, dec, 0)
+    else:
+        x, y = wcs.wcs_world2pix(ra, dec, 0)
+    return np.stack([x, y], axis=1)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class SceneResult:
+    """The result of a scene-modelling fit (immutable).
+
+    All fluxes are on the common zeropoint ``config.zeropoint`` (30): ``flux30 = counts ·
+    10^(0.4 (30 − ZP_e))``. Stamps are ``(n_exposures, ny, nx)`` on that scale.
+
+    Attributes
+    ----------
+    flux, flux_err : ndarray, shape (n_detections,)
+        Target flux per detection exposure and its 1σ error from the covariance.
+    mag, mag_err : ndarray
+        ``30 − 2.5 log10(flux)`` and ``1.0857 flux_err / flux`` (NaN for flux ≤ 0).
+    detections : tuple of int
+        Exposure index of each flux.
+    target_xy : ndarray, shape (n_detections, 2)
+        Pixel position of the target in its detection exposure (after the offset).
+    offset : ndarray, shape (2,)
+        Fitted common target offset ``(Δξ, Δη)`` in arcsec (zeros if not fitted).
+    grid_flux : ndarray, shape (grid_n**2,)
+        Fluxes of the background grid.
+    sky, sky_err : ndarray, shape (n_exposures,)
+        Sky level per exposure (0 when not fitted).
+    covariance : ndarray
+        Covariance of all linear parameters, ordered by ``param_names``.
+    chi2, dof : float, int
+        Weighted χ² over all unmasked pixels and its degrees of freedom.
+    chi2_exposure, npix_exposure : ndarray, shape (n_exposures,)
+        Per-exposure χ² and number of pixels used.
+    image, variance, model, target_model : ndarray, shape (n_exposures, ny, nx)
+        Scaled data, variance (``inf`` where masked), full model and target-only model.
+    flags : tuple of str
+        Anything a user should know (``"pseudo_inverse"``, ``"dropped:FILE"``,
+        ``"shot_noise_skipped"``, ``"offset_at_bound"``...).
+    """
+
+    flux: np.ndarray
+    flux_err: np.ndarray
+    detections: tuple[int, ...]
+    target_xy: np.ndarray
+    offset: np.ndarray
+    grid_flux: np.ndarray
+    sky: np.ndarray
+    sky_err: np.ndarray
+    covariance: np.ndarray
+    param_names: tuple[str, ...]
+    chi2: float
+    dof: int
+    chi2_exposure: np.ndarray
+    npix_exposure: np.ndarray
+    image: np.ndarray
+    variance: np.ndarray
+    model: np.ndarray
+    target_model: np.ndarray
+    filenames: tuple[str, ...]
+    flags: tuple[str, ...] = ()
+    config: SceneConfig = field(default_factory=SceneConfig)
+    extra_fluxes: dict = field(default_factory=dict)
+
+    @property
+    def mag(self) -> np.ndarray:
+        return flux_to_mag(self.flux, self.flux_err, self.config.zeropoint)[0]
+
+    @property
+    def mag_err(self) -> np.ndarray:
+        return flux_to_mag(self.flux, self.flux_err, self.config.zeropoint)[1]
+
+    @property
+    def residual(self) -> np.ndarray:
+        """``image − model`` (0 where masked)."""
+        return np.where(np.isfinite(self.variance), self.image - self.model, 0.0)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """True where a pixel had no weight."""
+        return ~np.isfinite(self.variance)
+
+    @property
+    def reduced_chi2(self) -> float:
+        return self.chi2 / self.dof if self.dof > 0 else float("nan")
+
+    @property
+    def flux_covariance(self) -> np.ndarray:
+        """Covariance of the target fluxes, ``(n_detections, n_detections)``."""
+        idx = [self.param_names.index(f"target_{d}") for d in self.detections]
+        return self.covariance[np.ix_(idx, idx)]
+
+    def to_table(self):
+        """One row per detection exposure (astropy Table); the config goes in ``meta``."""
+        from astropy.table import Table
+
+        mag, mag_err = flux_to_mag(self.flux, self.flux_err, self.config.zeropoint)
+        det = list(self.detections)
+        table = Table(
+            {
+                "exposure": np.array(det, dtype=int),
+                "filename": [self.filenames[d] for d in det],
+                "x": self.target_xy[:, 0],
+                "y": self.target_xy[:, 1],
+                "flux": self.flux,
+                "flux_err": self.flux_err,
+                "mag": mag,
+                "mag_err": mag_err,
+                "sky": self.sky[det],
+                "chi2_exposure": self.chi2_exposure[det],
+                "npix_exposure": self.npix_exposure[det],
+                "chi2": np.full(len(det), self.chi2),
+                "dof": np.full(len(det), self.dof, dtype=int),
+                "offset_xi": np.full(len(det), self.offset[0]),
+                "offset_eta": np.full(len(det), self.offset[1]),
+                "flags": np.array([";".join(self.flags)] * len(det), dtype=str),
+            }
+        )
+        table.meta["zeropoint"] = self.config.zeropoint
+        table.meta["config"] = repr(self.config.to_dict())
+        return table
+
+
+class _Problem:
+    """Design of one scene fit: data, weights, grid columns and target rendering.
+
+    Rows are the unmasked pixels of all exposures concatenated; the design is kept
+    transposed (``parameters × pixels``) so that ``DᵀWD`` is one BLAS ``syrk``.
+    """
+
+    def __init__(self, exposures: Sequence, target: Target, config: SceneConfig):
+        self.config = config
+        self.target = target
+        self.flags: list[str] = []
+        exposures = list(exposures)
+        if not exposures:
+            raise ParameterError("fit_scene needs at least one exposure")
+        for d in target.detections:
+            if not 0 <= d < len(exposures):
+                raise ParameterError(
+                    f"Target.detections index {d} is out of range for {len(exposures)} exposures"
+                )
+        for e in target.ephemeris:
+            if not 0 <= e < len(exposures):
+                raise ParameterError(
+                    f"Target.ephemeris index {e} is out of range for {len(exposures)} exposures"
+                )
+        names = [_name(exp, i) for i, exp in enumerate(exposures)]
+        shape = exposures[target.detections[0]].shape
+        for i, exp in enumerate(exposures):
+            if exp.wcs is None:
+                raise DataError(f"{names[i]}: exposure has no WCS (needed to place the scene)")
+            if exp.psf is None:
+                raise DataError(f"{names[i]}: exposure has no PSF (add a PSF HDU or a PSF model)")
+            if exp.zeropoint is None or not math.isfinite(float(exp.zeropoint)):
+                raise DataError(f"{names[i]}: exposure has no finite zeropoint (MAGZERO)")
+            if exp.shape != shape:
+                raise DataError(
+                    f"{names[i]}: stamp shape {exp.shape} differs from the detection stamp "
+                    f"{names[target.detections[0]]} shape {shape}"
+                )
+        self.names = names
+        self.shape = shape
+        self.n_exp = len(exposures)
+        ny, nx = shape
+        zp = config.zeropoint
+        scale = np.array([10.0 ** (0.4 * (zp - float(exp.zeropoint))) for exp in exposures])
+        self.scale = scale
+        self.gain = [exp.gain for exp in exposures]
+        image = np.stack([exp.data for exp in exposures]) * scale[:, None, None]
+        variance = np.stack([exp.variance for exp in exposures]) * (scale**2)[:, None, None]
+        variance[np.stack([exp.mask for exp in exposures])] = np.inf
+        self.image = image
+        self.base_variance = variance
+
+        # Target positions in the detection exposures; the grid centre.
+        self.target_sky = target.positions()
+        self.center = target.center()
+        self.pixel_scale = np.array([_pixel_scale(exp.wcs) for exp in exposures])
+        self.wcs = [exp.wcs for exp in exposures]
+        det_xy = self.detection_xy(np.zeros(2))
+        for j, d in enumerate(target.detections):
+            x, y = det_xy[j]
+            if not (-0.5 <= x <= nx - 0.5 and -0.5 <= y <= ny - 0.5):
+                raise DataError(
+                    f"{names[d]}: target at RA, Dec = {self.target_sky[j][0]:.6f}, "
+                    f"{self.target_sky[j][1]:.6f} falls outside the stamp (pixel {x:.1f}, {y:.1f}; "
+                    f"shape {shape})"
+                )
+            if not np.any(np.isfinite(variance[d])):
+                raise DataError(f"{names[d]}: detection stamp has no pixel with a positive weight")
+
+        # Exposures without any usable pixel are dropped (flagged), detections never.
+        used = np.array([np.any(np.isfinite(variance[e])) for e in range(self.n_exp)])
+        for e in np.flatnonzero(~used):
+            msg = f"{names[e]}: no pixel with a positive weight; exposure dropped from the fit"
+            warnings.warn(msg, FlaggedDataWarning, stacklevel=4)
+            log.warning("%s", msg)
+            self.flags.append(f"dropped:{names[e]}")
+        self.used = used
+
+        # Mover: predicted positions in other exposures.
+        self.mover_params: list[tuple[int, np.ndarray]] = []
+        for e, (ra, dec) in target.ephemeris.items():
+            if not used[e]:
+                continue
+            xy = _world_to_pixel(self.wcs[e], ra, dec)[0]
+            radius = config.mover_radius / self.pixel_scale[e]
+            if not (-radius <= xy[0] <= nx - 1 + radius and -radius <= xy[1] <= ny - 1 + radius):
+                continue
+            if config.mover == "mask":
+                yy, xx = np.mgrid[0:ny, 0:nx]
+                near = (xx - xy[0]) ** 2 + (yy - xy[1]) ** 2 <= radius**2
+                variance[e][near] = np.inf
+            elif config.mover == "model":
+                self.mover_params.append((e, xy))
+        for e in range(self.n_exp):
+            if e not in target.detections and used[e] and not np.any(np.isfinite(variance[e])):
+                used[e] = False
+                self.flags.append(f"dropped:{names[e]}")
+
+        # Sky subtraction before the fit, if asked.
+        self.sky_subtracted = np.zeros(self.n_exp)
+        if config.sky == "subtract":
+            from astropy.stats import sigma_clipped_stats
+
+            for e in np.flatnonzero(used):
+                good = np.isfinite(variance[e])
+                _, median, _ = sigma_clipped_stats(image[e][good], sigma=3.0, maxiters=5)
+                self.sky_subtracted[e] = float(median)
+                image[e] = image[e] - float(median)
+
+        # PSFs (one per exposure, at the target or the grid centre).
+        size = config.psf_size
+        if size is None:
+            size = int(2 * math.ceil(math.hypot(ny, nx))) | 1
+        center_xy = [_world_to_pixel(w, *self.center)[0] for w in self.wcs]
+        self.psfs: list[Any] = []
+        for e, exp in enumerate(exposures):
+            if e in target.detections:
+                at = det_xy[target.detections.index(e)]
+            else:
+                at = center_xy[e]
+            self.psfs.append(
+                prepare_psf(
+                    exp.psf_at(float(at[0]), float(at[1])),
+                    pixelize=config.pixelize_psf,
+                    size=size,
+                    oversampling=config.psf_oversampling,
+                    rank_tol=config.psf_rank_tol,
+                )
+            )
+
+        # Grid on the sky, projected into each exposure.
+        n = config.grid_n
+        ticks = (np.arange(n) - (n - 1) / 2.0) * config.grid_spacing
+        xi, eta = np.meshgrid(ticks, ticks)  # k = j * n + i: i along xi, j along eta
+        self.grid_offsets = np.stack([xi.ravel(), eta.ravel()], axis=1)
+        grid_ra, grid_dec = tangent_to_sky(*self.center, xi.ravel(), eta.ravel())
+        self.grid_xy = [_world_to_pixel(w, grid_ra, grid_dec) for w in self.wcs]
+
+        self._set_variance(variance)
+        self._build_fixed_design()
+
+    # -- geometry ----------------------------------------------------------------------
+    def detection_xy(self, offset: np.ndarray) -> np.ndarray:
+        """Pixel positions ``(n_det, 2)`` of the target offset by ``(Δξ, Δη)`` arcsec."""
+        out = np.empty((len(self.target.detections), 2))
+        for j, d in enumerate(self.target.detections):
+            ra, dec = tangent_to_sky(*self.target_sky[j], offset[0], offset[1])
+            out[j] = _world_to_pixel(self.wcs[d], ra, dec)[0]
+        return out
+
+    # -- rows and weights --------------------------------------------------------------
+    def _set_variance(self, variance: np.ndarray) -> None:
+        # Rows: every pixel of every exposure (masked ones get zero weight), so that the
+        # model of a masked pixel is available for display at no extra cost.
+        self.variance = variance
+        good = np.isfinite(variance)
+        good[~self.used] = False
+        self.good = good
+        npix = self.shape[0] * self.shape[1]
+        self.npix = good.reshape(self.n_exp, npix).sum(axis=1)
+        self.rows = [slice(e * npix, (e + 1) * npix) for e in range(self.n_exp)]
+        self.n_rows = self.n_exp * npix
+        sqrt_w = np.zeros(self.n_exp * npix)
+        flat_var = variance.reshape(-1)
+        flat_good = good.reshape(-1)
+        sqrt_w[flat_good] = 1.0 / np.sqrt(flat_var[flat_good])
+        self.sqrt_w = sqrt_w
+        self.data_w = np.where(flat_good, self.image.reshape(-1), 0.0) * sqrt_w
+
+    # -- the fixed part of the design: grid, sky, mover --------------------------------
+    def _build_fixed_design(self) -> None:
+        cfg = self.config
+        n_grid = cfg.grid_n**2
+        names = [f"grid_{k}" for k in range(n_grid)]
+        fit_sky = cfg.sky == "fit"
+        sky_exps = [e for e in range(self.n_exp) if self.used[e]] if fit_sky else []
+        names += [f"sky_{e}" for e in sky_exps]
+        names += [f"mover_{e}" for e, _ in self.mover_params]
+        self.sky_exps = sky_exps
+        self.n_grid = n_grid
+        self.fixed_names = names
+        n_fixed = len(names)
+        # Transposed design (parameters × pixels), unweighted.
+        design = np.zeros((n_fixed, self.n_rows))
+        npix = self.shape[0] * self.shape[1]
+        for e in range(self.n_exp):
+            if not self.used[e] or not n_grid:
+                continue
+            stamps = render_many(self.psfs[e], self.shape, self.grid_xy[e])
+            design[:n_grid, self.rows[e]] = stamps.reshape(n_grid, npix)
+        for j, e in enumerate(sky_exps):
+            design[n_grid + j, self.rows[e]] = 1.0
+        for j, (e, xy) in enumerate(self.mover_params):
+            stamp = render_many(self.psfs[e], self.shape, xy[None, :])[0].ravel()
+            design[n_grid + len(sky_exps) + j, self.rows[e]] = stamp
+        self.fixed_design = design
+        self._weigh_fixed()
+
+    def _weigh_fixed(self) -> None:
+        from scipy.linalg.blas import dsyrk
+
+        cfg = self.config
+        fw = self.fixed_design * self.sqrt_w[None, :]
+        self.fixed_w = fw
+        if cfg.solver == "dense":
+            normal = dsyrk(1.0, fw.T, trans=1, lower=0)  # fw.T is Fortran-ordered: no copy
+            normal = np.triu(normal) + np.triu(normal, 1).T
+        else:
+            from scipy import sparse
+
+            fs = sparse.csr_matrix(fw)
+            normal = (fs @ fs.T).toarray()
+        if cfg.ridge > 0 and self.n_grid:
+            idx = np.arange(self.n_grid)
+            normal[idx, idx] += cfg.ridge
+        self.fixed_normal = normal
+        self.fixed_rhs = fw @ self.data_w
+        self.fixed_factor = NormalFactor(normal)
+        self.fixed_solution = self.fixed_factor.solve(self.fixed_rhs)
+        self.data_norm = float(self.data_w @ self.data_w)
+
+    # -- target columns ----------------------------------------------------------------
+    def target_columns(self, sources: Sequence[tuple[int, np.ndarray]]) -> np.ndarray:
+        """Weighted target columns ``(n_sources, n_rows)`` for ``(exposure, (x, y))`` pairs."""
+        cols = np.zeros((len(sources), self.n_rows))
+        for j, (e, xy) in enumerate(sources):
+            stamp = render_many(self.psfs[e], self.shape, np.asarray(xy, float)[None, :])[0].ravel()
+            rows = self.rows[e]
+            cols[j, rows] = stamp * self.sqrt_w[rows]
+        return cols
+
+    def solve(self, target_w: np.ndarray, *, covariance: bool = False) -> dict:
+        """Linear solve with the fixed part and ``target_w`` columns (Schur complement).
+
+        Returns the fixed and target parameters, the penalised χ² and optionally the
+        full covariance (fixed parameters first).
+        """
+        fw = self.fixed_w
+        n_t = len(target_w)
+        if n_t == 0:
+            theta_f = self.fixed_solution
+            chi2 = self.data_norm - float(theta_f @ self.fixed_rhs)
+            out = {"fixed": theta_f, "target": np.zeros(0), "chi2": chi2, "singular": False}
+            if covariance:
+                out["covariance"] = self.fixed_factor.inverse()
+            return out
+        touched = np.flatnonzero(np.any(target_w != 0, axis=0))
+        coupling = fw[:, touched] @ target_w[:, touched].T  # B, (n_fixed, n_t)
+        self_normal = target_w @ target_w.T  # C
+        rhs_t = target_w @ self.data_w
+        x = self.fixed_factor.solve(coupling)  # A⁻¹ B
+        schur = self_normal - coupling.T @ x
+        reduced = rhs_t - coupling.T @ self.fixed_solution
+        schur_factor = NormalFactor(schur, rcond=1e-10)
+        f = schur_factor.solve(reduced)
+        theta_f = self.fixed_solution - x @ f
+        chi2 = self.data_norm - float(theta_f @ self.fixed_rhs) - float(f @ rhs_t)
+        out = {
+            "fixed": theta_f,
+            "target": f,
+            "chi2": chi2,
+            "singular": schur_factor.pseudo_inverse or schur_factor.n_dropped > 0,
+        }
+        if covariance:
+            s_inv = schur_factor.inverse()
+            cov_ft = -x @ s_inv
+            cov_ff = self.fixed_factor.inverse() + x @ s_inv @ x.T
+            n_f = fw.shape[0]
+            cov = np.empty((n_f + n_t, n_f + n_t))
+            cov[:n_f, :n_f] = cov_ff
+            cov[:n_f, n_f:] = cov_ft
+            cov[n_f:, :n_f] = cov_ft.T
+            cov[n_f:, n_f:] = s_inv
+            out["covariance"] = cov
+        return out
+
+    def with_shot_noise(self, source_model: np.ndarray) -> bool:
+        """Add the shot noise of ``source_model`` (model without sky) to the variance.
+
+        Re-weighs the design; returns False (nothing changed) if an exposure has no gain.
+        """
+        missing = [self.names[e] for e in range(self.n_exp) if self.used[e] and not self.gain[e]]
+        if missing:
+            return False
+        variance = self.base_variance.copy()
+        variance[~np.isfinite(self.variance)] = np.inf
+        for e in range(self.n_exp):
+            if not self.used[e]:
+                continue
+            source = np.clip(source_model[e], 0.0, None)
+            # counts = model / scale; var_counts = counts / gain; var30 = scale² var_counts.
+            variance[e] = variance[e] + source * self.scale[e] / float(self.gain[e])
+        # The good pixels (rows) are unchanged: only the weights of the design change.
+        self._set_variance(variance)
+        self._weigh_fixed()
+        return True
+
+    # -- model images ------------------------------------------------------------------
+    def stamps(self, theta_f: np.ndarray, target_sources, target_flux) -> dict:
+        ny, nx = self.shape
+        model = (theta_f @ self.fixed_design).reshape(self.n_exp, ny * nx)
+        target_model = np.zeros((self.n_exp, ny * nx))
+        sky = np.zeros(self.n_exp)
+        for j, e in enumerate(self.sky_exps):
+            sky[e] = theta_f[self.n_grid + j]
+        for (e, xy), f in zip(target_sources, target_flux, strict=True):
+            stamp = render_many(self.psfs[e], self.shape, np.asarray(xy, float)[None, :])[0].ravel()
+            target_model[e] += f * stamp
+        model += target_model
+        model[~self.used] = 0.0
+        return {
+            "model": model.reshape(self.n_exp, ny, nx),
+            "target_model": target_model.reshape(self.n_exp, ny, nx),
+            "sky": sky,
+        }
+
+    def chi2_per_exposure(self, model: np.ndarray) -> np.ndarray:
+        out = np.zeros(self.n_exp)
+        for e in range(self.n_exp):
+            if not self.used[e]:
+                continue
+            good = self.good[e]
+            r = (self.image[e][good] - model[e][good]) ** 2 / self.variance[e][good]
+            out[e] = float(r.sum())
+        return out
+
+
+def position_marginal_solution(
+    problem: _Problem, sources_fn, params, *, step: float = 1e-3
+) -> dict:
+    """Linear solution at ``params`` with a covariance that includes position errors.
+
+    The fluxes are solved with the positions fixed; the covariance is the inverse of the
+    Fisher matrix of the linearised model in (fluxes, positions), whose extra columns
+    are ``Σ_j f_j ∂PSF_j/∂p`` (central differences of ``step`` arcsec), so flux errors
+    are marginalised over the fitted positions (a binary's fluxes and separation are
+    strongly correlated).
+    """
+    params = np.asarray(params, dtype=float)
+    src = sources_fn(params)
+    cols = problem.target_columns(src)
+    sol = problem.solve(cols)
+    flux = sol["target"]
+    derivs = []
+    for p in range(len(params)):
+        delta = np.zeros_like(params)
+        delta[p] = step
+        plus = problem.target_columns(sources_fn(params + delta))
+        minus = problem.target_columns(sources_fn(params - delta))
+        derivs.append(flux @ (plus - minus) / (2.0 * step))
+    augmented = np.vstack([cols, np.array(derivs)])
+    full = problem.solve(augmented, covariance=True)
+    n = len(problem.fixed_names) + len(src)
+    sol = problem.solve(cols, covariance=True)
+    sol["covariance"] = full["covariance"][:n, :n]
+    sol["position_covariance"] = full["covariance"][n:, n:]
+    return sol
+
+
+def _optimize_offsets(objective, start: np.ndarray, bound: float) -> tuple[np.ndarray, float, bool]:
+    """Minimise ``objective`` over offsets (arcsec) with Nelder–Mead inside ±``bound``."""
+    from scipy.optimize import minimize
+
+    start = np.clip(np.asarray(start, float), -bound, bound)
+    n = len(start)
+    simplex = np.vstack([start] + [start + 0.05 * np.eye(n)[i] for i in range(n)])
+    simplex = np.clip(simplex, -bound, bound)
+    res = minimize(
+        objective,
+        start,
+        method="Nelder-Mead",
+        bounds=[(-bound, bound)] * n,
+        options={"xatol": 1e-5, "fatol": 1e-7, "maxiter": 400 * n, "initial_simplex": simplex},
+    )
+    return np.asarray(res.x, float), float(res.fun), bool(res.success)
+
+
+class SceneModel:
+    """Scene-modelling photometry, configured once and applied to exposure sets.
+
+    Parameters
+    ----------
+    config : SceneConfig, optional
+        Settings; keyword arguments override its fields (``SceneModel(grid_n=10)``).
+
+    Notes
+    -----
+    The linear model and its solution (Bernardinelli et al. 2023, §3.2): with the
+    design ``D`` (columns: grid point sources rendered by each exposure's PSF at the
+    grid's pixel positions from its WCS, one sky constant per exposure, the target in
+    its detection exposures) and weights ``W`` (inverse variance on zeropoint 30,
+    zero for masked pixels), the fluxes are ``θ = (DᵀWD)⁻¹ DᵀWd`` and their covariance
+    ``(DᵀWD)⁻¹``. ``DᵀWD`` (~400 × 400) is formed with BLAS and solved with a
+    unit-diagonal-scaled Cholesky; the target block is eliminated by a Schur complement
+    so that moving the target re-solves in a fraction of a millisecond.
+
+    Examples
+    --------
+    >>> from skyscene.datasets.tno import simulate_tno_stamps
+    >>> sim = simulate_tno_stamps(rng=1, n_exposures=6, snr=50.0, blend="isolated", n_stars=0)
+    >>> result = SceneModel()(sim.exposures, sim.target)
+    >>> bool(abs(result.flux[0] - sim.truth["flux"]) < 5 * result.flux_err[0])
+    True
+    """
+
+    def __init__(self, config: SceneConfig | None = None, **overrides):
+        config = config or SceneConfig()
+        if overrides:
+            import dataclasses
+
+            try:
+                config = dataclasses.replace(config, **overrides)
+            except TypeError as exc:
+                raise ParameterError(f"unknown SceneConfig option: {exc}") from exc
+        self.config = config
+
+    def prepare(self, exposures: Sequence, target: Target) -> _Problem:
+        """Build the design (validation, scaling, PSF rendering) without solving."""
+        if not isinstance(target, Target):
+            raise ParameterError(
+                f"target must be a skyscene.scene.Target, got {type(target).__name__}"
+            )
+        return _Problem(exposures, target, self.config)
+
+    def __call__(self, exposures: Sequence, target: Target) -> SceneResult:
+        problem = self.prepare(exposures, target)
+        result = self.fit_problem(problem)
+        if self.config.shot_noise:
+            if problem.with_shot_noise(result.model - result.sky[:, None, None]):
+                result = self.fit_problem(problem, offset=result.offset, refine=False)
+            else:
+                missing = [problem.names[e] for e in range(problem.n_exp) if not problem.gain[e]]
+                msg = f"shot_noise=True but no GAIN for {missing[:3]}; second pass skipped"
+                warnings.warn(msg, FlaggedDataWarning, stacklevel=2)
+                result = _replace_flags(result, (*result.flags, "shot_noise_skipped"))
+        return result
+
+    def fit_problem(self, problem: _Problem, *, offset=None, refine: bool = True) -> SceneResult:
+        """Solve a prepared problem (single point-source target)."""
+        cfg = self.config
+        flags = list(problem.flags)
+        offset = np.zeros(2) if offset is None else np.asarray(offset, float)
+        dets = problem.target.detections
+
+        def sources(off):
+            return list(zip(dets, problem.detection_xy(off), strict=True))
+
+        if cfg.fit_offset and refine:
+
+            def objective(off):
+                return problem.solve(problem.target_columns(sources(off)))["chi2"]
+
+            offset, _, ok = _optimize_offsets(objective, offset, cfg.max_offset)
+            if not ok:
+                flags.append("offset_not_converged")
+            if np.any(np.abs(offset) > 0.999 * cfg.max_offset):
+                flags.append("offset_at_bound")
+        src = sources(offset)
+        target_w = problem.target_columns(src)
+        if not np.any(target_w):
+            raise DataError(
+                f"{problem.names[dets[0]]}: every pixel of the target's PSF is masked; "
+                "its flux is not constrained"
+            )
+        if cfg.fit_offset:
+            sol = position_marginal_solution(problem, sources, offset)
+        else:
+            sol = problem.solve(target_w, covariance=True)
+        return _make_result(problem, sol, src, offset, flags, extra={})
+
+
+def _make_result(problem: _Problem, sol: dict, src, offset, flags, extra) -> SceneResult:
+    cfg = problem.config
+    if problem.fixed_factor.pseudo_inverse or sol["singular"]:
+        flags = [*flags, "pseudo_inverse"]
+    theta_f = sol["fixed"]
+    n_src = len(src)
+    flux_all = sol["target"]
+    stamps = problem.stamps(theta_f, src, flux_all)
+    cov = sol["covariance"]
+    n_f = len(theta_f)
+    names = (*problem.fixed_names, *[f"target_{e}" for e, _ in src])
+    # Names of extra (binary) components are given by the caller through ``extra``.
+    if extra.get("names"):
+        names = (*problem.fixed_names, *extra["names"])
+    var = np.clip(np.diag(cov), 0.0, None)
+    sky = stamps["sky"] + problem.sky_subtracted
+    sky_err = np.zeros(problem.n_exp)
+    for j, e in enumerate(problem.sky_exps):
+        sky_err[e] = math.sqrt(var[problem.n_grid + j])
+    chi2_exp = problem.chi2_per_exposure(stamps["model"])
+    n_params = n_f + n_src - problem.fixed_factor.n_dropped
+    dof = int(problem.npix.sum() - n_params)
+    n_det = len(problem.target.detections)
+    flux = flux_all[:n_det]
+    flux_err = np.sqrt(var[n_f : n_f + n_det])
+    # Image scaled, with the subtracted sky added back for display consistency.
+    image = problem.image + problem.sky_subtracted[:, None, None]
+    model = stamps["model"] + problem.sky_subtracted[:, None, None]
+    return SceneResult(
+        flux=flux,
+        flux_err=flux_err,
+        detections=problem.target.detections,
+        target_xy=np.array([xy for _, xy in src[:n_det]]),
+        offset=np.asarray(offset, float),
+        grid_flux=theta_f[: problem.n_grid].copy(),
+        sky=sky,
+        sky_err=sky_err,
+        covariance=cov,
+        param_names=tuple(names),
+        chi2=float(chi2_exp.sum()),
+        dof=dof,
+        chi2_exposure=chi2_exp,
+        npix_exposure=problem.npix.copy(),
+        image=image,
+        variance=problem.variance.copy(),
+        model=model,
+        target_model=stamps["target_model"],
+        filenames=tuple(problem.names),
+        flags=tuple(flags),
+        config=cfg,
+        extra_fluxes={"values": flux_all[n_det:], "errors": np.sqrt(var[n_f + n_det :])}
+        if n_src > n_det
+        else {},
+    )
+
+
+def _replace_flags(result: SceneResult, flags) -> SceneResult:
+    import dataclasses
+
+    return dataclasses.replace(result, flags=tuple(flags))
+
+
+def fit_scene(exposures: Sequence, target: Target, *, config: SceneConfig | None = None, **options):
+    """Fit a point-source target and a grid background jointly to all exposures.
+
+    Thin functional twin of :class:`SceneModel`.
+
+    Parameters
+    ----------
+    exposures : sequence of Exposure
+        Stamps of the same sky patch (equal shapes), each with WCS, PSF and zeropoint.
+    target : Target
+        Position(s) and detection exposure indices (and optionally an ephemeris).
+    config : SceneConfig, optional
+        Settings; ``**options`` override single fields (``grid_n=10, fit_offset=True``).
+
+    Returns
+    -------
+    SceneResult
+
+    Raises
+    ------
+    DataError
+        Stamp without WCS/PSF/zeropoint, mismatched shapes, target outside its stamp,
+        detection stamp without valid pixels (messages name the file).
+    ParameterError
+        Invalid settings.
+
+    Notes
+    -----
+    Bernardinelli et al. (2023), "Photometry of outer Solar System objects from the
+    Dark Energy Survey II", scene-modelling photometry, §3.
+    """
+    return SceneModel(config, **options)(exposures, target)

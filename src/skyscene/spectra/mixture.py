@@ -1,0 +1,1066 @@
+"""One- and two-component stellar spectrum models fitted to an observed spectrum.
+
+The two-component ("mixture") model of Starfish (Czekala et al. 2015, mixture model
+mode) describes a photosphere with two temperature components — a star and its spots,
+or an unresolved binary — in each spectral order (chunk) m as
+
+    f_mix(λ) = (1 − c) · f₁(λ)/f̄₁ + c · q_m · f₂(λ)/f̄₂,
+
+where f_k/f̄_k is the grid spectrum of component k interpolated at θ_k = (Teff, log g,
+[Fe/H]) and normalised by its mean in the order, c is the solid-angle (filling)
+fraction of component 2 and q_m = f̄₂/f̄₁ the ratio of the raw mean fluxes
+(:mod:`skyscene.spectra.fluxratio`). The mixture is broadened by rotation (shared
+v sin i, Gray's profile with ε = 0.6) and the instrument (Gaussian, resolving power R,
+fixed), Doppler-shifted (shared RV) and multiplied by a Chebyshev polynomial per order
+(the continuum / instrument response). The Chebyshev coefficients enter linearly and are
+marginalised analytically under flat priors at every evaluation, so the optimiser and
+the sampler only see the non-linear parameters.
+
+Label switching is removed by requiring T₂ < T₁ (component 2 is the cooler one). Units:
+wavelength Å, velocities km/s, temperatures K.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import fft as sp_fft
+from scipy import optimize
+
+from skyscene.errors import ConvergenceWarning, DataError, ParameterError
+from skyscene.spectra.broadening import (
+    C_KMS,
+    check_wavelength,
+    doppler_factor,
+    instrumental_transfer,
+    is_log_uniform,
+    rotational_transfer,
+)
+from skyscene.spectra.fluxratio import make_flux_ratio, order_mean_flux
+from skyscene.spectra.interpolate import RegularGridInterpolator, is_temperature_name
+
+__all__ = [
+    "MixtureModel",
+    "ModelComparison",
+    "SingleComponentModel",
+    "SpectralFit",
+    "SpectrumPrediction",
+    "compare_models",
+]
+
+log = logging.getLogger(__name__)
+
+# Finite-difference steps for the Gauss-Newton covariance, by parameter kind.
+_FD_STEP = {"teff": 10.0, "c": 0.005, "vsini": 0.2, "rv": 0.05}
+_FD_STEP_DEFAULT = 0.02
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpectralFit:
+    """Result of a spectral fit: parameter values, uncertainties and fit statistics.
+
+    Attributes
+    ----------
+    names : tuple of str
+        Free non-linear parameters, e.g. ("Teff1", "logg", "FeH", "Teff2", "c", "vsini", "rv").
+    values, errors : ndarray
+        Best values and 1σ uncertainties (MAP + Gauss-Newton, or posterior median and
+        standard deviation after :meth:`MixtureModel.sample`).
+    chi2 : float
+        χ² at the best fit (continuum at its best coefficients).
+    n_data : int
+        Number of pixels with finite σ.
+    n_params : int
+        Free parameters including the Chebyshev coefficients.
+    bic : float
+        χ² + n_params ln n_data.
+    method : str
+        "map" or "emcee".
+    converged : bool
+        Whether the optimiser reported success.
+    continuum : list of ndarray
+        Chebyshev coefficients of each order.
+    q : ndarray
+        Flux ratio q_m of each order at the best fit (ones for one component).
+    """
+
+    names: tuple[str, ...]
+    values: np.ndarray
+    errors: np.ndarray
+    chi2: float
+    n_data: int
+    n_params: int
+    bic: float
+    method: str
+    converged: bool
+    continuum: list = field(default_factory=list)
+    q: np.ndarray = field(default_factory=lambda: np.ones(0))
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable dictionary."""
+        return {
+            "parameters": {
+                n: {"value": float(v), "error": float(e)}
+                for n, v, e in zip(self.names, self.values, self.errors, strict=True)
+            },
+            "chi2": float(self.chi2),
+            "n_data": int(self.n_data),
+            "n_params": int(self.n_params),
+            "bic": float(self.bic),
+            "method": self.method,
+            "converged": bool(self.converged),
+            "continuum": [np.asarray(c).tolist() for c in self.continuum],
+            "q": np.asarray(self.q).tolist(),
+        }
+
+    def to_table(self):
+        """astropy Table with one row per parameter (name, value, error)."""
+        from astropy.table import Table
+
+        return Table(
+            {"name": list(self.names), "value": self.values, "error": self.errors},
+            meta={"chi2": self.chi2, "bic": self.bic, "method": self.method},
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpectrumPrediction:
+    """Model flux at some wavelengths and its parts (all multiplied by the continuum)."""
+
+    wavelength: np.ndarray
+    order: np.ndarray
+    total: np.ndarray
+    component1: np.ndarray
+    component2: np.ndarray
+    continuum: np.ndarray
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelComparison:
+    """Evidence comparison of a single-component and a mixture fit to the same data.
+
+    ``delta_chi2 = χ²_single − χ²_mixture`` and ``delta_bic = BIC_single − BIC_mixture``
+    (positive: the mixture fits better); ``preferred`` is the model with the lower BIC.
+    """
+
+    delta_chi2: float
+    delta_bic: float
+    preferred: str
+
+
+def compare_models(single, mixture) -> ModelComparison:
+    """Compare a fitted :class:`SingleComponentModel` and :class:`MixtureModel` by Δχ² and BIC."""
+    for m in (single, mixture):
+        if not hasattr(m, "result_"):
+            raise ParameterError(f"{type(m).__name__} is not fitted; call fit() first")
+    if single.n_data_ != mixture.n_data_:
+        raise ParameterError(
+            "the models were fitted to different data "
+            f"({single.n_data_} vs {mixture.n_data_} pixels)"
+        )
+    d_bic = single.bic_ - mixture.bic_
+    return ModelComparison(
+        delta_chi2=float(single.chi2_ - mixture.chi2_),
+        delta_bic=float(d_bic),
+        preferred="mixture" if d_bic > 0 else "single",
+    )
+
+
+class _Order:
+    """Precomputed model of one spectral order."""
+
+    def __init__(self, grid, wl, y, w, lo, hi, *, model_range, resolution, degree, names):
+        self.wl, self.y, self.w = wl, y, w
+        self.lo, self.hi = lo, hi
+        self.degree = degree
+        self.x_scale = 2.0 / (hi - lo)
+        self.basis = self.chebyshev(wl)
+        seg = (grid.wavelength >= model_range[0]) & (grid.wavelength <= model_range[1])
+        idx = np.flatnonzero(seg)
+        self.model_wl = grid.wavelength[idx]
+        self.x0 = float(np.log(self.model_wl[0]))
+        self.dx = float(np.mean(np.diff(np.log(self.model_wl))))
+        s = order_mean_flux(grid, [(lo, hi)])[:, 0]
+        norm = (np.asarray(grid.flux[:, idx], dtype=float) / s[:, None])[grid._cube_order()]
+        cube = norm.reshape((*(a.size for a in grid.axes), idx.size))
+        self.interp = RegularGridInterpolator(grid.axes, cube, names=names)
+        self.n = idx.size
+        self.n_fft = sp_fft.next_fast_len(self.n, real=True)
+        dv = float(np.expm1(self.dx)) * C_KMS
+        self.freq = sp_fft.rfftfreq(self.n_fft, d=dv)
+        h_inst = instrumental_transfer(self.freq, resolution)
+        # beyond this frequency the instrumental transfer is negligible (< 1e-12)
+        live = np.flatnonzero(h_inst > 1e-12)
+        self.n_live = int(live[-1]) + 1 if live.size else self.freq.size
+        self.h_inst = h_inst[: self.n_live]
+        self.freq_live = self.freq[: self.n_live]
+        self._shift_key = None
+
+    def doppler_weights(self, factor, wl=None):
+        """Indices and cubic-convolution weights (Keys 1981, a = −1/2) of the observed pixels."""
+        key = (factor, None if wl is None else id(wl))
+        if wl is None and key == self._shift_key:
+            return self._shift
+        wl = self.wl if wl is None else wl
+        u = (np.log(wl) - np.log(factor) - self.x0) / self.dx
+        i = np.clip(u.astype(np.int64), 1, self.n - 3)
+        t = u - i
+        t2 = t * t
+        t3 = t2 * t
+        weights = np.stack(
+            [
+                -0.5 * t3 + t2 - 0.5 * t,
+                1.5 * t3 - 2.5 * t2 + 1.0,
+                -1.5 * t3 + 2.0 * t2 + 0.5 * t,
+                0.5 * t3 - 0.5 * t2,
+            ]
+        )
+        index = i[None, :] + np.arange(-1, 3)[:, None]
+        if wl is self.wl:
+            self._shift_key, self._shift = key, (index, weights)
+        return index, weights
+
+    def chebyshev(self, wl):
+        x = (wl - self.lo) * self.x_scale - 1.0
+        return np.polynomial.chebyshev.chebvander(x, self.degree)
+
+    def broaden_shift(self, f, transfer, factor, wl=None):
+        """Convolve model-grid flux ``f`` by ``transfer`` and sample it at the observed ``wl``."""
+        spec = sp_fft.rfft(f, n=self.n_fft)
+        spec[: self.n_live] *= transfer
+        spec[self.n_live :] = 0.0
+        g = sp_fft.irfft(spec, n=self.n_fft)
+        index, weights = self.doppler_weights(factor, wl)
+        return np.einsum("ij,ij->j", g[index], weights)
+
+
+class _SpectrumModel:
+    """Shared machinery of :class:`SingleComponentModel` and :class:`MixtureModel`."""
+
+    n_components = 2
+
+    def __init__(
+        self,
+        grid,
+        *,
+        resolution: float | None = None,
+        continuum_degree: int = 2,
+        shared: Sequence[str] = ("logg", "FeH"),
+        vsini_bounds: tuple[float, float] = (0.0, 100.0),
+        rv_bounds: tuple[float, float] = (-200.0, 200.0),
+        flux_ratio: str = "grid",
+        limb_darkening: float = 0.6,
+        n_starts: int = 3,
+        maxiter: int = 500,
+    ):
+        self.grid = grid
+        self.resolution = resolution
+        self.continuum_degree = continuum_degree
+        self.shared = tuple(shared)
+        self.vsini_bounds = tuple(vsini_bounds)
+        self.rv_bounds = tuple(rv_bounds)
+        self.flux_ratio = flux_ratio
+        self.limb_darkening = limb_darkening
+        self.n_starts = n_starts
+        self.maxiter = maxiter
+
+    # ------------------------------------------------------------------ set-up
+    def get_params(self) -> dict:
+        """Configuration (JSON-serialisable), recorded in output metadata."""
+        return {
+            "model": type(self).__name__,
+            "resolution": self.resolution,
+            "continuum_degree": self.continuum_degree,
+            "shared": list(self.shared) if self.n_components == 2 else [],
+            "vsini_bounds": list(self.vsini_bounds),
+            "rv_bounds": list(self.rv_bounds),
+            "flux_ratio": self.flux_ratio if self.n_components == 2 else None,
+            "limb_darkening": self.limb_darkening,
+            "n_starts": self.n_starts,
+        }
+
+    def _validate_config(self):
+        grid = self.grid
+        if not grid.is_regular:
+            grid.cube()  # raises ParameterError naming the axes
+        if not isinstance(self.continuum_degree, int | np.integer) or self.continuum_degree < 0:
+            raise ParameterError(
+                f"continuum_degree={self.continuum_degree!r} must be an integer >= 0"
+            )
+        lo, hi = self.vsini_bounds
+        if not 0 <= lo < hi:
+            raise ParameterError(f"vsini_bounds={self.vsini_bounds!r} must satisfy 0 <= min < max")
+        lo, hi = self.rv_bounds
+        if not lo < hi or not max(abs(lo), abs(hi)) < C_KMS:
+            raise ParameterError(f"rv_bounds={self.rv_bounds!r} must satisfy min < max, |rv| < c")
+        if self.resolution is not None and not self.resolution > 0:
+            raise ParameterError(f"resolution={self.resolution!r} must be positive or None")
+        temp = [n for n in grid.names if is_temperature_name(n)]
+        if len(temp) != 1:
+            raise ParameterError(
+                f"the grid needs one temperature parameter (Teff); it has {grid.names}"
+            )
+        self._teff_name = temp[0]
+        lower = {n.lower(): n for n in grid.names}
+        shared = []
+        for s in self.shared if self.n_components == 2 else ():
+            if s.lower() not in lower:
+                raise ParameterError(f"shared={s!r} is not a grid parameter {grid.names}")
+            if is_temperature_name(s):
+                raise ParameterError("shared: the temperature cannot be shared by the components")
+            shared.append(lower[s.lower()])
+        self._shared_set = set(shared)
+        if self.n_components == 2:
+            if self.flux_ratio not in ("grid", "pairs"):
+                raise ParameterError(f"flux_ratio={self.flux_ratio!r}: choose 'grid' or 'pairs'")
+
+    def _layout(self):
+        """Names, bounds and kinds of the free non-linear parameters."""
+        grid = self.grid
+        names, bounds, kinds, idx1, idx2 = [], [], [], [], []
+        suffix = "1" if self.n_components == 2 else ""
+        for name, axis in zip(grid.names, grid.axes, strict=True):
+            label = name if name in self._shared_set else name + suffix
+            idx1.append(len(names))
+            names.append(label)
+            bounds.append((float(axis[0]), float(axis[-1])))
+            kinds.append("teff" if is_temperature_name(name) else name)
+        if self.n_components == 2:
+            for k, (name, axis) in enumerate(zip(grid.names, grid.axes, strict=True)):
+                if name in self._shared_set:
+                    idx2.append(idx1[k])
+                    continue
+                idx2.append(len(names))
+                names.append(name + "2")
+                bounds.append((float(axis[0]), float(axis[-1])))
+                kinds.append("teff" if is_temperature_name(name) else name)
+            names.append("c")
+            bounds.append((0.0, 1.0))
+            kinds.append("c")
+        names += ["vsini", "rv"]
+        bounds += [tuple(map(float, self.vsini_bounds)), tuple(map(float, self.rv_bounds))]
+        kinds += ["vsini", "rv"]
+        self._names = tuple(names)
+        self._bounds = np.array(bounds)
+        self._kinds = kinds
+        self._idx1 = np.array(idx1)
+        self._idx2 = np.array(idx2) if idx2 else None
+        t = grid.names.index(self._teff_name)
+        self._i_t1 = idx1[t]
+        self._i_t2 = idx2[t] if idx2 else None
+        self._i_c = names.index("c") if "c" in names else None
+        self._i_vsini = names.index("vsini")
+        self._i_rv = names.index("rv")
+
+    def _setup(self, wavelength, flux, sigma, orders):
+        wl = np.asarray(wavelength, dtype=float)
+        y = np.asarray(flux, dtype=float)
+        sig = np.asarray(sigma, dtype=float)
+        for name, arr in (("wavelength", wl), ("flux", y), ("sigma", sig)):
+            if arr.ndim != 1:
+                raise DataError(f"{name} must be 1-D, got shape {arr.shape}")
+        if not wl.size == y.size == sig.size:
+            raise DataError(
+                f"mismatched lengths: wavelength has {wl.size}, flux {y.size}, "
+                f"sigma {sig.size} values"
+            )
+        if np.any(np.isnan(sig)) or np.any(sig <= 0):
+            i = int(np.flatnonzero(np.isnan(sig) | (sig <= 0))[0])
+            raise DataError(
+                f"sigma must be positive (inf marks a masked pixel); sigma[{i}]={float(sig[i])!r}"
+            )
+        good = np.isfinite(sig)
+        if np.any(~np.isfinite(y[good])):
+            i = int(np.flatnonzero(good & ~np.isfinite(y))[0])
+            raise DataError(
+                f"flux[{i}]={float(y[i])!r} is not finite (give it sigma=inf to mask it)"
+            )
+        if orders is None:
+            labels = np.zeros(wl.size, dtype=np.int64)
+        else:
+            labels = np.asarray(orders)
+            if labels.shape != wl.shape:
+                raise DataError(
+                    f"mismatched lengths: orders has {labels.size} values, wavelength {wl.size}"
+                )
+        self._validate_config()
+        self._layout()
+        grid = self.grid
+        if not is_log_uniform(grid.wavelength, rtol=1e-4):
+            grid = grid.resample(dv=grid.sampling_kms)
+        d_lo, d_hi = doppler_factor(self.rv_bounds[0]), doppler_factor(self.rv_bounds[1])
+        width = self.vsini_bounds[1] + (5.0 * C_KMS / self.resolution if self.resolution else 0.0)
+        pad = 1.0 + width / C_KMS + 3 * grid.sampling_kms / C_KMS
+        self.orders_ = np.unique(labels)
+        self._orders = []
+        ranges = []
+        for m in self.orders_:
+            sel = labels == m
+            wl_m = check_wavelength(wl[sel], name=f"wavelength of order {m}")
+            w_m = np.where(good[sel], 1.0 / np.where(good[sel], sig[sel], 1.0) ** 2, 0.0)
+            if np.count_nonzero(w_m) <= self.continuum_degree + 1:
+                raise DataError(f"order {m} has too few unmasked pixels ({np.count_nonzero(w_m)})")
+            lo, hi = float(wl_m[0]), float(wl_m[-1])
+            need = (lo / d_hi / pad, hi / d_lo * pad)
+            if need[0] < grid.wavelength[0] or need[1] > grid.wavelength[-1]:
+                raise ParameterError(
+                    f"order {m} ({lo:g}-{hi:g} Å) needs grid wavelengths "
+                    f"{need[0]:.2f}-{need[1]:.2f} Å for rv_bounds={self.rv_bounds} km/s "
+                    f"and vsini up to {self.vsini_bounds[1]} km/s, "
+                    f"but the grid covers {grid.wavelength[0]:g}-{grid.wavelength[-1]:g} Å"
+                )
+            y_m = np.where(good[sel], y[sel], 0.0)
+            self._orders.append(
+                _Order(
+                    grid,
+                    wl_m,
+                    y_m,
+                    w_m,
+                    lo,
+                    hi,
+                    model_range=(need[0] * (1 - 1e-9), need[1] * (1 + 1e-9)),
+                    resolution=self.resolution,
+                    degree=self.continuum_degree,
+                    names=grid.names,
+                )
+            )
+            ranges.append((lo, hi))
+        self._ranges = ranges
+        self._ratio = (
+            make_flux_ratio(grid, ranges, method=self.flux_ratio)
+            if self.n_components == 2
+            else None
+        )
+        self.n_data_ = int(np.count_nonzero(good))
+        self._labels = labels
+
+    # ------------------------------------------------------------------ evaluation
+    def _split(self, p):
+        theta1 = p[self._idx1]
+        theta2 = p[self._idx2] if self._idx2 is not None else None
+        c = float(p[self._i_c]) if self._i_c is not None else 0.0
+        return theta1, theta2, c, float(p[self._i_vsini]), float(p[self._i_rv])
+
+    def _raw_models(self, p, *, components=False, wavelengths=None):
+        """Broadened, shifted model (before continuum) of each order at the data pixels."""
+        theta1, theta2, c, vsini, rv = self._split(p)
+        factor = doppler_factor(rv)
+        q = self._ratio(theta1, theta2) if theta2 is not None else None
+        rot_cache: dict[int, np.ndarray] = {}
+        out = []
+        for m, order in enumerate(self._orders):
+            key = order.n_fft
+            if key not in rot_cache:
+                rot_cache[key] = order.h_inst * self._rotation(order.freq_live, vsini)
+            transfer = rot_cache[key]
+            wl = None if wavelengths is None else wavelengths[m]
+            f1 = order.interp(theta1)
+            if theta2 is None:
+                parts = [f1] if not components else [f1, np.zeros_like(f1)]
+            else:
+                f2 = order.interp(theta2)
+                parts = [(1.0 - c) * f1 + (c * q[m]) * f2]
+                if components:
+                    parts = [(1.0 - c) * f1, (c * q[m]) * f2]
+            out.append([order.broaden_shift(f, transfer, factor, wl) for f in parts])
+        return out, q
+
+    def _rotation(self, freq, vsini):
+        """Rotational transfer function, linearly interpolated in a fine table of u = 2π v s.
+
+        The table step (0.004 in u) keeps the interpolation error below 1e-6.
+        """
+        if vsini < 0:
+            raise ParameterError(f"vsini={vsini!r} km/s must be >= 0")
+        u = (2.0 * np.pi * vsini) * freq
+        table = getattr(self, "_rot_table", None)
+        if table is None or u[-1] > table[0][-1]:
+            u_max = (
+                max(float(u[-1]), 2.0 * np.pi * self.vsini_bounds[1] * float(freq[-1])) * 1.01 + 1.0
+            )
+            grid_u = np.arange(0.0, u_max + 0.004, 0.004)
+            table = (
+                grid_u,
+                rotational_transfer(
+                    grid_u, 1.0 / (2.0 * np.pi), limb_darkening=self.limb_darkening
+                ),
+            )
+            self._rot_table = table
+        return np.interp(u, table[0], table[1])
+
+    def _continuum_solve(self, order, model):
+        a = order.basis * model[:, None]
+        aw = a * order.w[:, None]
+        ata = aw.T @ a
+        atb = aw.T @ order.y
+        try:
+            chol = np.linalg.cholesky(ata)
+        except np.linalg.LinAlgError:
+            return None, np.inf, np.inf
+        coef = np.linalg.solve(ata, atb)
+        resid = order.y - a @ coef
+        chi2 = float(np.sum(order.w * resid * resid))
+        logdet = 2.0 * float(np.sum(np.log(np.diag(chol))))
+        return coef, chi2, logdet
+
+    def _objective(self, p):
+        """−ln posterior (up to a constant), continuum marginalised; and χ²."""
+        models, _ = self._raw_models(p)
+        total, chi2_total = 0.0, 0.0
+        for order, (model,) in zip(self._orders, models, strict=True):
+            _, chi2, logdet = self._continuum_solve(order, model)
+            total += 0.5 * (chi2 + logdet)
+            chi2_total += chi2
+        return total, chi2_total
+
+    def _nll(self, p) -> float:
+        return self._objective(p)[0]
+
+    def _in_bounds(self, p) -> bool:
+        b = self._bounds
+        if np.any(p < b[:, 0]) or np.any(p > b[:, 1]):
+            return False
+        return self._i_t2 is None or p[self._i_t2] < p[self._i_t1]
+
+    # ------------------------------------------------------------------ optimiser coordinates
+    def _to_unit(self, p):
+        b = self._bounds
+        width = b[:, 1] - b[:, 0]
+        u = (p - b[:, 0]) / np.where(width > 0, width, 1.0)
+        if self._i_t2 is not None:
+            tmin = b[self._i_t2, 0]
+            span = p[self._i_t1] - tmin
+            u[self._i_t2] = (p[self._i_t2] - tmin) / span if span > 0 else 0.0
+        return np.clip(u, 0.0, 1.0)
+
+    def _from_unit(self, u):
+        b = self._bounds
+        p = b[:, 0] + np.clip(u, 0.0, 1.0) * (b[:, 1] - b[:, 0])
+        if self._i_t2 is not None:
+            tmin = b[self._i_t2, 0]
+            p[self._i_t2] = tmin + np.clip(u[self._i_t2], 0.0, 1.0) * (p[self._i_t1] - tmin)
+        return p
+
+    def _minimize(self, p0, *, maxiter=None, polish=False):
+        """L-BFGS-B in the unit box (T2 < T1 built in), optionally polished by Powell.
+
+        The multilinear interpolation makes the objective piecewise smooth with kinks at
+        the grid nodes, where a gradient method can stall; Powell's derivative-free line
+        searches step over them.
+        """
+        lim = [(0.0, 1.0)] * p0.size
+        if self._i_t2 is not None:
+            lim[self._i_t2] = (0.0, 1.0 - 1e-6)  # u_T2 = 1 would mean T2 = T1
+
+        def fun(u):
+            return self._nll(self._from_unit(u))
+
+        res = optimize.minimize(
+            fun,
+            self._to_unit(p0),
+            method="L-BFGS-B",
+            bounds=lim,
+            options={"maxiter": maxiter or self.maxiter, "eps": 1e-7},
+        )
+        x, f, ok = res.x, float(res.fun), bool(res.success)
+        if polish:
+            pol = optimize.minimize(
+                fun,
+                x,
+                method="Powell",
+                bounds=lim,
+                options={"xtol": 1e-5, "ftol": 1e-9, "maxfev": 40 * x.size},
+            )
+            if pol.fun < f - 1e-3:
+                x, f = pol.x, float(pol.fun)
+                res = optimize.minimize(
+                    fun,
+                    x,
+                    method="L-BFGS-B",
+                    bounds=lim,
+                    options={"maxiter": self.maxiter, "eps": 1e-7},
+                )
+                if res.fun <= f:
+                    x, f = res.x, float(res.fun)
+                ok = bool(res.success)
+            else:
+                # L-BFGS-B may stop at a kink of the interpolation ("abnormal line search");
+                # a point where Powell's derivative-free search finds no better value counts
+                ok = True
+        return self._from_unit(x), f, ok
+
+    # ------------------------------------------------------------------ initialisation
+    def _initial_single(self):
+        grid = self.grid
+        b = self._bounds
+        centre = np.array([a[(a.size - 1) // 2] for a in grid.axes])
+        p = np.empty(len(self._names))
+        p[self._idx1] = centre
+        if self._idx2 is not None:
+            p[self._idx2] = centre
+            p[self._i_t2] = grid.axes[grid.names.index(self._teff_name)][0]
+            p[self._i_c] = 0.0
+        p[self._i_vsini] = np.clip(10.0, *b[self._i_vsini])
+        p[self._i_rv] = np.clip(0.0, *b[self._i_rv])
+        step = max(1.0, 2.0 * float(np.expm1(self._orders[0].dx)) * C_KMS)
+        rvs = np.arange(b[self._i_rv, 0], b[self._i_rv, 1] + step / 2, step)
+
+        def scan(index, values, p):
+            best, best_v = np.inf, p[index]
+            for v in values:
+                q = p.copy()
+                q[index] = v
+                f = self._nll(q)
+                if f < best:
+                    best, best_v = f, v
+            p = p.copy()
+            p[index] = best_v
+            return p
+
+        p = scan(self._i_rv, rvs, p)
+        # coordinate-wise scan of the grid nodes: Teff, then the others, then Teff again
+        t = grid.names.index(self._teff_name)
+        others = [k for k in range(grid.n_dim) if k != t]
+        for dims in ([t], others, [t]):
+            best, best_node = np.inf, None
+            for combo in itertools.product(*(grid.axes[k] for k in dims)):
+                q = p.copy()
+                q[self._idx1[dims]] = combo
+                f = self._nll(q)
+                if f < best:
+                    best, best_node = f, combo
+            p[self._idx1[dims]] = best_node
+        vs = [
+            v
+            for v in (0.0, 2.0, 5.0, 10.0, 20.0, 40.0, 70.0)
+            if b[self._i_vsini, 0] <= v <= b[self._i_vsini, 1]
+        ]
+        p = scan(self._i_vsini, vs or [b[self._i_vsini].mean()], p)
+        fine = p[self._i_rv] + np.arange(-3 * step, 3 * step + 1e-9, step / 4)
+        p = scan(self._i_rv, np.clip(fine, *b[self._i_rv]), p)
+        return p
+
+    # ------------------------------------------------------------------ public API
+    def fit(self, wavelength, flux, sigma, *, orders=None, rng=None):
+        """Fit the model to an observed spectrum (maximum a posteriori).
+
+        Parameters
+        ----------
+        wavelength : array_like, shape (n_pix,)
+            Observed wavelengths (Å), strictly increasing within each order.
+        flux : array_like, shape (n_pix,)
+            Observed flux, any units (the Chebyshev continuum absorbs scale and shape).
+        sigma : array_like, shape (n_pix,)
+            1σ noise of ``flux``, > 0; ``inf`` masks a pixel.
+        orders : array_like of int, shape (n_pix,), optional
+            Spectral order (chunk) of each pixel; default: one order.
+        rng : numpy.random.Generator or int, optional
+            Seeds the jittered extra starting points of the optimiser.
+
+        Returns
+        -------
+        self
+        """
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(rng)
+        self._setup(wavelength, flux, sigma, orders)
+        p_single = self._initial_single()
+        starts = [p_single]
+        if self.n_components == 2:
+            starts = self._mixture_starts(p_single, rng)
+        best = None
+        for p0 in starts:  # short runs from every start, then a full run from the best
+            p, f, ok = self._minimize(p0, maxiter=self.maxiter if len(starts) == 1 else 20)
+            log.debug("start %s -> %s (%.3f)", np.round(p0, 3), np.round(p, 3), f)
+            if best is None or f < best[1]:
+                best = (p, f, ok)
+        p, _, ok = self._minimize(best[0], polish=True)
+        if not ok:
+            import warnings
+
+            warnings.warn(
+                f"{type(self).__name__}: the optimiser did not report convergence",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        self._p_map = p
+        cov = self._covariance(p)
+        self.covariance_ = cov
+        self._set_result(p, np.sqrt(np.diag(cov)), method="map", converged=ok)
+        self.fit_time_ = time.perf_counter() - t0
+        log.info("%s fit in %.1f s: %s", type(self).__name__, self.fit_time_, self._summary())
+        return self
+
+    def _mixture_starts(self, p_single, rng):
+        grid = self.grid
+        t_axis = grid.axes[grid.names.index(self._teff_name)]
+        t1 = p_single[self._i_t1]
+        cand = []
+        for t2 in t_axis[t_axis < t1]:
+            for c in (0.1, 0.3, 0.5):
+                p = p_single.copy()
+                p[self._idx2] = p_single[self._idx1]
+                p[self._i_t2] = t2
+                p[self._i_c] = c
+                cand.append((self._nll(p), p))
+        if not cand:  # T1 at the lowest node: start from a slightly hotter primary
+            p = p_single.copy()
+            p[self._idx2] = p_single[self._idx1]
+            p[self._i_t1] = min(t_axis[1], self._bounds[self._i_t1, 1]) if t_axis.size > 1 else t1
+            p[self._i_c] = 0.05
+            cand.append((self._nll(p), p))
+        cand.sort(key=lambda x: x[0])
+        starts = [p for _, p in cand[: max(1, self.n_starts)]]
+        # one jittered start around the best candidate
+        u = self._to_unit(starts[0]) + rng.normal(0.0, 0.05, starts[0].size)
+        starts.append(self._from_unit(np.clip(u, 0.0, 1.0 - 1e-6)))
+        return starts
+
+    def _covariance(self, p):
+        """Gauss-Newton covariance of the non-linear parameters, continuum marginalised.
+
+        The Jacobian of the model with respect to the non-linear parameters (central
+        differences) and the Chebyshev coefficients (exact) gives the Fisher matrix;
+        a weak Gaussian prior of width equal to each parameter's range keeps
+        unconstrained directions (e.g. T₂ when c = 0) finite. The inverse's non-linear
+        block is the covariance marginalised over the continuum.
+        """
+        models, _ = self._raw_models(p)
+        coefs = []
+        for order, (model,) in zip(self._orders, models, strict=True):
+            coefs.append(self._continuum_solve(order, model)[0])
+        n_nl = p.size
+        k = self.continuum_degree + 1
+        n_tot = n_nl + k * len(self._orders)
+        fisher = np.zeros((n_tot, n_tot))
+        eval_lo = self._bounds[:, 0].copy()
+        eval_hi = self._bounds[:, 1].copy()
+        if self._i_c is not None:
+            eval_lo[self._i_c], eval_hi[self._i_c] = -1.0, 2.0  # c enters linearly
+        eval_lo[self._i_rv], eval_hi[self._i_rv] = -np.inf, np.inf
+        eval_hi[self._i_vsini] = np.inf
+        derivs = []
+        for j in range(n_nl):
+            h = _FD_STEP.get(self._kinds[j], _FD_STEP_DEFAULT)
+            hi_p, lo_p = p.copy(), p.copy()
+            hi_p[j] = min(p[j] + h, eval_hi[j])
+            lo_p[j] = max(p[j] - h, eval_lo[j])
+            if hi_p[j] == lo_p[j]:  # a grid axis with a single node: fixed parameter
+                derivs.append([np.zeros(o.wl.size) for o in self._orders])
+                continue
+            m_hi, _ = self._raw_models(hi_p)
+            m_lo, _ = self._raw_models(lo_p)
+            derivs.append(
+                [(a[0] - b[0]) / (hi_p[j] - lo_p[j]) for a, b in zip(m_hi, m_lo, strict=True)]
+            )
+        for m, (order, (model,)) in enumerate(zip(self._orders, models, strict=True)):
+            cont = order.basis @ coefs[m]
+            jac = np.zeros((order.wl.size, n_tot))
+            for j in range(n_nl):
+                jac[:, j] = derivs[j][m] * cont
+            jac[:, n_nl + k * m : n_nl + k * (m + 1)] = order.basis * model[:, None]
+            fisher += (jac * order.w[:, None]).T @ jac
+        span = self._bounds[:, 1] - self._bounds[:, 0]
+        if self._i_t2 is not None:
+            span[self._i_t2] = max(p[self._i_t1] - self._bounds[self._i_t2, 0], 1.0)
+        free = np.concatenate([span > 0, np.ones(n_tot - n_nl, dtype=bool)])
+        fisher[np.arange(n_nl)[span > 0], np.arange(n_nl)[span > 0]] += 1.0 / span[span > 0] ** 2
+        cov = np.zeros((n_tot, n_tot))
+        cov[np.ix_(free, free)] = np.linalg.pinv(fisher[np.ix_(free, free)])
+        cov = cov[:n_nl, :n_nl]
+        return 0.5 * (cov + cov.T)
+
+    def _set_result(self, p, err, *, method, converged):
+        models, q = self._raw_models(p)
+        coefs, chi2 = [], 0.0
+        for order, (model,) in zip(self._orders, models, strict=True):
+            coef, c2, _ = self._continuum_solve(order, model)
+            coefs.append(coef)
+            chi2 += c2
+        n_params = p.size + len(self._orders) * (self.continuum_degree + 1)
+        self.result_ = SpectralFit(
+            names=self._names,
+            values=np.asarray(p, dtype=float).copy(),
+            errors=np.asarray(err, dtype=float).copy(),
+            chi2=chi2,
+            n_data=self.n_data_,
+            n_params=n_params,
+            bic=chi2 + n_params * np.log(self.n_data_),
+            method=method,
+            converged=converged,
+            continuum=coefs,
+            q=np.ones(len(self._orders)) if q is None else np.asarray(q),
+        )
+        theta1, theta2, c, vsini, rv = self._split(p)
+        e1, e2, ec, ev, er = self._split(np.asarray(err, dtype=float))
+        self.parameter_names_ = self.grid.names
+        self.theta1_, self.theta1_err_ = np.array(theta1), np.array(e1)
+        self.theta2_ = None if theta2 is None else np.array(theta2)
+        self.theta2_err_ = None if e2 is None else np.array(e2)
+        self.c_, self.c_err_ = c, (ec if self._i_c is not None else 0.0)
+        self.vsini_, self.vsini_err_ = vsini, ev
+        self.rv_, self.rv_err_ = rv, er
+        self.continuum_ = coefs
+        self.q_ = self.result_.q
+        self.chi2_ = chi2
+        self.n_params_ = n_params
+        self.bic_ = self.result_.bic
+        self.log_likelihood_ = -0.5 * chi2
+        self.converged_ = converged
+
+    def _summary(self) -> str:
+        parts = [
+            f"{n}={v:.4g}±{e:.2g}"
+            for n, v, e in zip(self._names, self.result_.values, self.result_.errors, strict=True)
+        ]
+        return ", ".join(parts) + f", chi2={self.chi2_:.1f}/{self.n_data_}"
+
+    def _check_fitted(self):
+        if not hasattr(self, "result_"):
+            raise ParameterError(f"{type(self).__name__} is not fitted; call fit() first")
+
+    def _assign_orders(self, wavelength, orders):
+        wl = np.asarray(wavelength, dtype=float)
+        if orders is not None:
+            labels = np.asarray(orders)
+            if labels.shape != wl.shape:
+                raise DataError(
+                    f"mismatched lengths: orders has {labels.size}, wavelength {wl.size}"
+                )
+            unknown = set(np.unique(labels).tolist()) - set(self.orders_.tolist())
+            if unknown:
+                raise ParameterError(
+                    f"orders {sorted(unknown)} were not fitted (fitted: {self.orders_.tolist()})"
+                )
+            return wl, np.searchsorted(self.orders_, labels)
+        pos = np.full(wl.shape, -1)
+        for m, (lo, hi) in enumerate(self._ranges):
+            pos[(pos < 0) & (wl >= lo) & (wl <= hi)] = m
+        if np.any(pos < 0):
+            i = int(np.flatnonzero(pos < 0)[0])
+            raise ParameterError(
+                f"wavelength[{i}]={float(wl[i])!r} Å is outside the fitted orders {self._ranges}"
+            )
+        return wl, pos
+
+    def predict_components(self, wavelength, *, orders=None) -> SpectrumPrediction:
+        """Model flux, its two components and the continuum at ``wavelength`` (Å)."""
+        self._check_fitted()
+        wl, pos = self._assign_orders(wavelength, orders)
+        p = self.result_.values
+        wls = [wl[pos == m] for m in range(len(self._orders))]
+        models, _ = self._raw_models(p, components=True, wavelengths=wls)
+        total = np.empty(wl.size)
+        comp1, comp2, cont = np.empty(wl.size), np.empty(wl.size), np.empty(wl.size)
+        for m, order in enumerate(self._orders):
+            sel = pos == m
+            if not sel.any():
+                continue
+            cm = order.chebyshev(wl[sel]) @ self.result_.continuum[m]
+            comp1[sel] = models[m][0] * cm
+            comp2[sel] = models[m][1] * cm
+            total[sel] = comp1[sel] + comp2[sel]
+            cont[sel] = cm
+        return SpectrumPrediction(
+            wavelength=wl,
+            order=self.orders_[pos],
+            total=total,
+            component1=comp1,
+            component2=comp2,
+            continuum=cont,
+        )
+
+    def predict(self, wavelength, *, orders=None) -> np.ndarray:
+        """Model flux at ``wavelength`` (Å), continuum included; shape like ``wavelength``."""
+        return self.predict_components(wavelength, orders=orders).total
+
+    def evaluate(self, params: Sequence[float]) -> list[np.ndarray]:
+        """Model (before the continuum) of each fitted order at the data pixels for ``params``.
+
+        ``params`` follows :attr:`result_` ``.names``; used by the benchmark.
+        """
+        if not hasattr(self, "_orders"):
+            raise ParameterError(f"{type(self).__name__} is not set up; call fit() first")
+        return [m[0] for m in self._raw_models(np.asarray(params, dtype=float))[0]]
+
+    def sample(
+        self,
+        *,
+        n_walkers: int | None = None,
+        n_steps: int = 1000,
+        burn: int | None = None,
+        rng=None,
+        progress: bool = False,
+    ):
+        """Sample the posterior with emcee (Foreman-Mackey et al. 2013) around the MAP.
+
+        Flat priors inside the grid and the bounds, T₂ < T₁, continuum marginalised.
+        Afterwards the fitted attributes hold posterior medians and standard
+        deviations, :attr:`samples_` the flattened chain after ``burn`` steps.
+
+        Returns
+        -------
+        self
+        """
+        from skyscene.errors import require
+
+        emcee = require("emcee", "spectra")
+        self._check_fitted()
+        rng = np.random.default_rng(rng)
+        p_map = self._p_map
+        free = self._bounds[:, 1] > self._bounds[:, 0]  # single-node grid axes stay fixed
+        ndim = int(free.sum())
+        n_walkers = n_walkers or max(16, 2 * ndim + 2)
+        if n_walkers < 2 * ndim:
+            raise ParameterError(f"n_walkers={n_walkers} must be >= 2 * {ndim} parameters")
+        burn = n_steps // 2 if burn is None else burn
+        if not 0 <= burn < n_steps:
+            raise ParameterError(f"burn={burn!r} must be in [0, n_steps={n_steps})")
+        scale = np.sqrt(np.clip(np.diag(self.covariance_), 0, None)) * 0.3
+        scale = np.maximum(scale, 1e-4 * (self._bounds[:, 1] - self._bounds[:, 0]))[free]
+
+        def full(x):
+            p = p_map.copy()
+            p[free] = x
+            return p
+
+        start = []
+        for _ in range(1000 * n_walkers):
+            x = p_map[free] + rng.normal(0.0, scale)
+            if self._in_bounds(full(x)):
+                start.append(x)
+            if len(start) == n_walkers:
+                break
+        else:
+            raise ParameterError(
+                "could not place the emcee walkers inside the prior around the MAP"
+            )
+
+        def log_prob(x):
+            p = full(x)
+            if not self._in_bounds(p):
+                return -np.inf
+            return -self._nll(p)
+
+        sampler = emcee.EnsembleSampler(n_walkers, ndim, log_prob)
+        sampler.random_state = np.random.RandomState(int(rng.integers(2**31))).get_state()
+        sampler.run_mcmc(np.array(start), n_steps, progress=progress)
+        chain = np.tile(p_map, (n_walkers * (n_steps - burn), 1))
+        chain[:, free] = sampler.get_chain(discard=burn, flat=True)
+        self.samples_ = chain
+        self.acceptance_fraction_ = float(np.mean(sampler.acceptance_fraction))
+        med = np.median(chain, axis=0)
+        std = np.std(chain, axis=0)
+        self._set_result(med, std, method="emcee", converged=self.converged_)
+        return self
+
+
+class MixtureModel(_SpectrumModel):
+    """Two-component (star + spots, or unresolved binary) spectral model, scikit-learn style.
+
+    Parameters
+    ----------
+    grid : SpectralGrid
+        Regular grid with a temperature axis (Teff); raw, unbroadened-by-rotation spectra
+        sampled uniformly in ln λ (else resampled).
+    resolution : float or None
+        Instrumental resolving power R (Gaussian line-spread function, fixed);
+        None if the grid is already at the instrument's resolution.
+    continuum_degree : int
+        Degree of the Chebyshev polynomial per order (analytically marginalised).
+    shared : sequence of str
+        Grid parameters common to both components (default log g and [Fe/H], the
+        spotted-star case; ``()`` for an unresolved binary).
+    vsini_bounds, rv_bounds : tuple of float
+        Flat-prior ranges (km/s).
+    flux_ratio : {"grid", "pairs"}
+        q_m approach (:mod:`skyscene.spectra.fluxratio`); "grid" is faster and more accurate.
+    limb_darkening : float
+        ε of the rotational profile.
+    n_starts : int
+        Number of optimiser starts from the best (T₂, c) grid candidates (+1 jittered).
+    maxiter : int
+        L-BFGS-B iteration limit per start.
+
+    Attributes
+    ----------
+    theta1_, theta2_ : ndarray (n_dim,)
+        Parameters of the hotter and the cooler component (order of ``parameter_names_``).
+    theta1_err_, theta2_err_ : ndarray (n_dim,)
+        Their 1σ uncertainties.
+    c_, c_err_ : float
+        Filling factor of component 2 and its uncertainty.
+    vsini_, vsini_err_, rv_, rv_err_ : float
+        Shared projected rotation and radial velocity (km/s).
+    q_ : ndarray (n_orders,)
+        Flux ratio per order at the best fit.
+    continuum_ : list of ndarray
+        Chebyshev coefficients per order (domain: each order's wavelength range).
+    chi2_, bic_, n_params_, n_data_, log_likelihood_ : float or int
+        Fit statistics for model comparison (:func:`compare_models`).
+    covariance_ : ndarray
+        MAP covariance of the free non-linear parameters (``result_.names``).
+    result_ : SpectralFit
+        Everything above as a result object.
+
+    Notes
+    -----
+    Czekala et al. (2015), ApJ 812, 128, §2 and the "mixture model" of the Starfish
+    documentation. The MAP is found with L-BFGS-B from several starts chosen on the grid
+    nodes; uncertainties come from the Gauss-Newton Hessian (:meth:`fit`) or from an
+    emcee chain (:meth:`sample`).
+
+    Examples
+    --------
+    >>> from skyscene.datasets.spectra import simulate_spectral_grid, simulate_spectrum
+    >>> grid = simulate_spectral_grid(teff=tuple(range(3500, 5501, 250)), logg=(4.5,),
+    ...                               feh=(0.0,), wavelength_range=(5300, 5700), n_wavelength=4096)
+    >>> s = simulate_spectrum(theta1=(5200, 4.5, 0.0), theta2=(3800, 4.5, 0.0), c=0.3,
+    ...                       wavelength_range=(5320, 5680), pixels_per_order=4096, rng=3)
+    >>> model = MixtureModel(grid, resolution=30000, rv_bounds=(-50, 50), vsini_bounds=(0, 30))
+    >>> model = model.fit(s.wavelength, s.flux, s.sigma, rng=0)
+    >>> bool(abs(model.c_ - 0.3) < 0.03 and abs(model.theta2_[0] - 3800) < 100)
+    True
+    """
+
+    n_components = 2
+
+
+class SingleComponentModel(_SpectrumModel):
+    """One-component spectral model with the interface of :class:`MixtureModel`.
+
+    ``c_`` is 0 and ``theta2_`` is None; compare with a mixture fit by
+    :func:`compare_models` (Δχ², ΔBIC).
+    """
+
+    n_components = 1
+
+    def __init__(
+        self,
+        grid,
+        *,
+        resolution=None,
+        continuum_degree=2,
+        vsini_bounds=(0.0, 100.0),
+        rv_bounds=(-200.0, 200.0),
+        limb_darkening=0.6,
+        n_starts=1,
+        maxiter=500,
+    ):
+        super().__init__(
+            grid,
+            resolution=resolution,
+            continuum_degree=continuum_degree,
+            shared=(),
+            vsini_bounds=vsini_bounds,
+            rv_bounds=rv_bounds,
+            flux_ratio="grid",
+            limb_darkening=limb_darkening,
+            n_starts=n_starts,
+            maxiter=maxiter,
+        )
