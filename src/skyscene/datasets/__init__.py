@@ -1,9 +1,46 @@
 """Seeded simulations for tests, demos and benchmarks.
 
 Every simulator takes ``rng`` (a seed or ``numpy.random.Generator``) and returns or
-writes its truth next to the data.
+writes its truth next to the data. Submodules are imported on first use, so
+``import skyscene.datasets`` stays light.
+
+- :func:`simulate_observations`: multi-camera frames with a variable star (reduction).
+- :func:`simulate_calibration_frames`: bias/dark/flat frames of a simulated detector.
+- :func:`simulate_tno_stamps`: DES-like stamp sets for scene-modelling photometry.
+- :func:`simulate_pair`: science/reference pairs with transients (ZOGY).
+- :func:`simulate_spectral_grid`, :func:`simulate_spectrum`: toy spectral grid and spectra.
 """
 
-from skyscene.datasets.observations import ObservationTruth, simulate_observations
+from __future__ import annotations
 
-__all__ = ["ObservationTruth", "simulate_observations"]
+import importlib
+
+__all__ = [
+    "ObservationTruth",
+    "simulate_calibration_frames",
+    "simulate_observations",
+    "simulate_pair",
+    "simulate_spectral_grid",
+    "simulate_spectrum",
+    "simulate_tno_stamps",
+]
+
+_WHERE = {
+    "ObservationTruth": "observations",
+    "simulate_observations": "observations",
+    "simulate_calibration_frames": "calibration",
+    "simulate_tno_stamps": "tno",
+    "simulate_pair": "pairs",
+    "simulate_spectral_grid": "spectra",
+    "simulate_spectrum": "spectra",
+}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"skyscene.datasets.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'skyscene.datasets' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

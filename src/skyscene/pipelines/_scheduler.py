@@ -29,6 +29,12 @@ def dask_client(scheduler: str = "processes", *, n_workers: int | None = None) -
         return
     from distributed import Client, LocalCluster
 
+    # distributed configures its own loggers at import; keep them quiet unless -vv
+    quiet = logging.getLogger("skyscene").getEffectiveLevel() > logging.DEBUG
+    if quiet:
+        for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core",
+                     "distributed.http.proxy", "distributed.worker"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     if scheduler == "processes":
         workers = n_workers or min(os.cpu_count() or 1, 8)
         cluster = LocalCluster(

@@ -115,23 +115,35 @@ def rms_vs_median_figure(lcs: dict) -> Figure:
 
 
 def light_curves_figure(lcs: dict) -> Figure:
-    """Relative (differential) light curves of every source, one panel per filter."""
+    """Relative (differential) light curves of every source, one panel per filter.
+
+    Curves are stacked with offsets of a few times their typical scatter and labelled
+    with their source id on the right.
+    """
     bands = sorted(lcs)
-    fig = Figure(figsize=(9, 2.6 * max(len(bands), 1)))
+    fig = Figure(figsize=(9, 3.2 * max(len(bands), 1)), layout="constrained")
     axes = np.atleast_1d(fig.subplots(len(bands), 1, sharex=True)) if bands else []
-    for ax, band in zip(axes, bands, strict=False):
+    for k, (ax, band) in enumerate(zip(axes, bands, strict=False)):
         sources = lcs[band]
-        for j, (sid, table) in enumerate(sorted(sources.items())):
+        curves = []
+        for sid, table in sorted(sources.items()):
             t = np.asarray(table["BMJD"], float)
-            rel = np.asarray(
-                table["rel_flux"] if "rel_flux" in table.colnames else table["flux"], float
-            )
+            rel = np.asarray(table["rel_flux"] if "rel_flux" in table.colnames else table["flux"], float)
+            err = np.asarray(table["rel_flux_err"] if "rel_flux_err" in table.colnames else table["flux_err"], float)
             if not np.isfinite(rel).any():
-                rel = np.asarray(table["flux"], float) / np.nanmedian(table["flux"])
-            ax.plot((t - t[0]) * 86400.0, rel + 0.05 * j, ".", ms=2, label=f"{sid}")
-        ax.set_ylabel(f"{band}: rel. flux + offset")
-        ax.legend(fontsize=6, ncol=4, loc="upper right")
+                med = np.nanmedian(table["flux"])
+                rel, err = np.asarray(table["flux"], float) / med, np.asarray(table["flux_err"], float) / med
+            curves.append((sid, (t - t[0]) * 86400.0, rel, err))
+        scatter = [np.nanstd(c[2]) for c in curves if np.isfinite(c[2]).any()]
+        step = 5.0 * (np.nanmedian(scatter) if scatter else 0.02)
+        for j, (sid, sec, rel, err) in enumerate(curves):
+            offset = step * j
+            ax.errorbar(sec, rel + offset, yerr=err, fmt=".", ms=3, lw=0.5, color=f"C{j % 10}", alpha=0.8)
+            if len(sec):
+                ax.annotate(f"#{sid}", (sec[-1], 1.0 + offset), xytext=(6, 0), textcoords="offset points",
+                            va="center", fontsize=8, color=f"C{j % 10}")
+        ax.set_ylabel(f"{band}: relative flux + offset")
     if len(axes):
-        axes[-1].set_xlabel("BMJD − first (s)")
-        axes[0].set_title("Differential light curves")
+        axes[-1].set_xlabel("BMJD(TDB) − first frame (s)")
+        axes[0].set_title("Differential light curves (ensemble of comparison stars)")
     return fig
