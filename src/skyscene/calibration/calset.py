@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from skyscene.io import (
     is_fits,
     read_exposure,
 )
+from skyscene.io.headers import band_keyword, binning_keyword, float_keyword
 
 __all__ = ["FRAME_TYPE_KEYS", "CalibrationSet", "classify_frame"]
 
@@ -89,70 +88,17 @@ def classify_frame(header, filename: str | Path) -> str | None:
     return None
 
 
-def _first(header, keys) -> tuple[str | None, Any]:
-    for key in keys:
-        if key in header and header[key] is not None and str(header[key]).strip() != "":
-            return key, header[key]
-    return None, None
-
-
 def _header_float(header, keys, filename: str, what: str) -> float | None:
-    key, value = _first(header, keys)
-    if key is None:
-        return None
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise HeaderError(
-            f"{filename}: keyword {key}={value!r} is not a number ({what})",
-            filename=filename,
-            key=key,
-        ) from None
-    if not math.isfinite(out):
-        raise HeaderError(
-            f"{filename}: keyword {key}={value!r} is not finite ({what})",
-            filename=filename,
-            key=key,
-        )
-    return out
+    return float_keyword(header, keys, filename, required=False, what=what)
 
 
 def _header_binning(header, profile: InstrumentProfile, filename: str) -> tuple[int, int] | None:
-    key, value = _first(header, profile.binning_keys)
-    if key is not None:
-        try:
-            nums = [int(p) for p in re.split(r"[\sxX,]+", str(value).strip()) if p]
-        except ValueError:
-            nums = []
-        if len(nums) == 1:
-            nums = nums * 2
-        if len(nums) != 2 or min(nums) < 1:
-            raise HeaderError(
-                f"{filename}: keyword {key}={value!r} is not a binning like '2x2' or '2 2'",
-                filename=filename,
-                key=key,
-            )
-        return nums[0], nums[1]
-    xb = _header_float(header, profile.xbin_keys, filename, "x binning")
-    yb = _header_float(header, profile.ybin_keys, filename, "y binning")
-    if xb is None and yb is None:
-        return None
-    return int(xb or yb or 1), int(yb or xb or 1)
+    return binning_keyword(header, profile, filename, default=None)
 
 
 def _band(header, profile: InstrumentProfile, filename: str) -> str:
-    key, value = _first(header, profile.filter_keys)
-    if key is None:
-        raise HeaderError(
-            f"{filename}: flat frame without a filter keyword (tried "
-            f"{', '.join(profile.filter_keys)}); flats are grouped by filter",
-            filename=filename,
-            key=profile.filter_keys[0],
-        )
-    band = str(value).strip()
-    if profile.filter_first_word:
-        band = band.split()[0]
-    return profile.filter_aliases.get(band, band)
+    # flats are grouped by filter: a flat without one cannot be used
+    return band_keyword(header, profile, filename, what="flat frame")
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)

@@ -733,21 +733,11 @@ def read_master(path: str | Path) -> MasterFrame:
     HeaderError
         ``CALTYPE`` missing or not bias/dark/flat.
     """
-    from astropy.io import fits
-
-    from skyscene.io import is_fits
+    from skyscene.io.fits import open_fits
 
     path = Path(path)
     name = str(path)
-    if not path.is_file():
-        raise InputFileError(f"{name}: no such file")
-    if not is_fits(path):
-        raise InputFileError(f"{name}: not a FITS file")
-    try:
-        hdul = fits.open(path, memmap=False)
-    except OSError as exc:
-        raise InputFileError(f"{name}: cannot read FITS file: {exc}") from exc
-    with hdul:
+    with open_fits(path) as hdul:
         header = hdul[0].header
         kind = str(header.get("CALTYPE", "")).strip().lower()
         if kind not in MASTER_KINDS:

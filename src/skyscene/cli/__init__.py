@@ -56,7 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write seeded simulated data sets with their truth tables.",
     )
     simulate = sim_parser.add_subparsers(dest="what", metavar="WHAT")
-    sim_parser.set_defaults(func=lambda args: sim_parser.print_help() or 2)
+
+    def _simulate_help(args) -> int:
+        sim_parser.print_help()
+        return 2
+
+    sim_parser.set_defaults(func=_simulate_help)
     for name in _COMMAND_MODULES:
         importlib.import_module(name).register(commands, simulate)
     return parser

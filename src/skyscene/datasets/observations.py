@@ -6,6 +6,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -147,7 +148,7 @@ def simulate_observations(
     fluxes = np.sort(np.exp(rng.uniform(*np.log(flux_range), n_sources)))[::-1]
     sky = ref_wcs.pixel_to_world(pos[:, 0], pos[:, 1])
     variable_index = 0
-    sources = [
+    sources: list[dict[str, Any]] = [
         {
             "id": i,
             "ra": float(sky[i].ra.deg),

@@ -2,7 +2,7 @@
 
 from skyscene.io._atomic import atomic_path, atomic_write_text
 from skyscene.io.exposure import Exposure
-from skyscene.io.fits import is_fits, read_exposure, write_exposure
+from skyscene.io.fits import is_fits, open_fits, read_exposure, write_exposure
 from skyscene.io.headers import (
     PROFILES,
     InstrumentProfile,
@@ -24,6 +24,7 @@ __all__ = [
     "detect_profile",
     "get_profile",
     "is_fits",
+    "open_fits",
     "parse_header",
     "read_exposure",
     "register_profile",

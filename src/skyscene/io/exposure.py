@@ -65,8 +65,9 @@ class Exposure:
     """
 
     data: np.ndarray
-    variance: np.ndarray | None = None
-    mask: np.ndarray | None = None
+    # None is accepted and replaced in __post_init__: after construction both are arrays.
+    variance: np.ndarray = None  # type: ignore[assignment]
+    mask: np.ndarray = None  # type: ignore[assignment]
     wcs: Any = None
     psf: Any = None
     zeropoint: float | None = None
@@ -177,7 +178,11 @@ class Exposure:
 
         Raises :class:`~skyscene.errors.DataError` if the cutout leaves the image.
         """
-        ny, nx = (size, size) if np.isscalar(size) else size  # type: ignore[misc]
+        ny, nx = (
+            (int(size), int(size))
+            if isinstance(size, int | np.integer)
+            else (int(size[0]), int(size[1]))
+        )
         cx, cy = (round(float(c)) for c in center)
         x0, y0 = cx - nx // 2, cy - ny // 2
         if x0 < 0 or y0 < 0 or x0 + nx > self.shape[1] or y0 + ny > self.shape[0]:

@@ -20,7 +20,7 @@ from skyscene.io._atomic import atomic_path
 from skyscene.io.exposure import Exposure
 from skyscene.io.headers import InstrumentProfile, parse_header
 
-__all__ = ["is_fits", "read_exposure", "write_exposure"]
+__all__ = ["is_fits", "open_fits", "read_exposure", "write_exposure"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,27 @@ def is_fits(path: str | Path) -> bool:
             return fh.read(9) == _FITS_MAGIC
     except OSError:
         return False
+
+
+def open_fits(path: str | Path):
+    """Open a FITS file (``astropy.io.fits.HDUList``, not memory-mapped) or raise.
+
+    Raises
+    ------
+    InputFileError
+        Missing, not FITS, or unreadable; the message names the file.
+    """
+    from astropy.io import fits
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"{path}: no such file")
+    if not is_fits(path):
+        raise InputFileError(f"{path}: not a FITS file")
+    try:
+        return fits.open(path, memmap=False)
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot read FITS file: {exc}") from exc
 
 
 def _image_hdu(hdul, filename: str):
@@ -101,19 +122,10 @@ def read_exposure(
     DataError
         All pixels non-finite, or HDUs of mismatched shapes.
     """
-    from astropy.io import fits
 
     path = Path(path)
     name = str(path)
-    if not path.is_file():
-        raise InputFileError(f"{name}: no such file")
-    if not is_fits(path):
-        raise InputFileError(f"{name}: not a FITS file")
-    try:
-        hdul = fits.open(path, memmap=False)
-    except OSError as exc:
-        raise InputFileError(f"{name}: cannot read FITS file: {exc}") from exc
-    with hdul:
+    with open_fits(path) as hdul:
         sci = _image_hdu(hdul, name)
         header = sci.header.copy()
         if sci is not hdul[0]:

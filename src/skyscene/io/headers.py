@@ -25,7 +25,11 @@ __all__ = [
     "PROFILES",
     "InstrumentProfile",
     "ObservationInfo",
+    "band_keyword",
+    "binning_keyword",
     "detect_profile",
+    "first_keyword",
+    "float_keyword",
     "get_profile",
     "load_profile",
     "parse_header",
@@ -195,15 +199,19 @@ class ObservationInfo:
     zeropoint: float | None
 
 
-def _first(header, keys: Keys) -> tuple[str | None, Any]:
+def first_keyword(header, keys: Keys) -> tuple[str | None, Any]:
+    """The first of ``keys`` present (and not blank) in ``header``: ``(key, value)`` or ``(None, None)``."""
     for key in keys:
         if key in header and header[key] is not None and str(header[key]).strip() != "":
             return key, header[key]
     return None, None
 
 
-def _float(header, keys: Keys, filename: str, *, required: bool, what: str) -> float | None:
-    key, value = _first(header, keys)
+def float_keyword(
+    header, keys: Keys, filename: str, *, required: bool = False, what: str = "value"
+) -> float | None:
+    """The first of ``keys`` as a finite float; None if absent (HeaderError if ``required``)."""
+    key, value = first_keyword(header, keys)
     if key is None:
         if required:
             raise HeaderError(
@@ -227,8 +235,14 @@ def _float(header, keys: Keys, filename: str, *, required: bool, what: str) -> f
     return out
 
 
-def _binning(header, profile: InstrumentProfile, filename: str) -> tuple[int, int]:
-    key, value = _first(header, profile.binning_keys)
+def binning_keyword(
+    header, profile: InstrumentProfile, filename: str, *, default: tuple[int, int] | None = (1, 1)
+) -> tuple[int, int] | None:
+    """Binning ``(x, y)`` from ``BINNING``/``CCDSUM`` ('2x2', '2 2') or ``XBINNING``/``YBINNING``.
+
+    Returns ``default`` when no binning keyword is present.
+    """
+    key, value = first_keyword(header, profile.binning_keys)
     if key is not None:
         parts = re.split(r"[\sxX,]+", str(value).strip())
         try:
@@ -248,15 +262,17 @@ def _binning(header, profile: InstrumentProfile, filename: str) -> tuple[int, in
                 key=key,
             )
         return nums[0], nums[1]
-    xb = _float(header, profile.xbin_keys, filename, required=False, what="x binning")
-    yb = _float(header, profile.ybin_keys, filename, required=False, what="y binning")
-    return int(xb or 1), int(yb or xb or 1)
+    xb = float_keyword(header, profile.xbin_keys, filename, required=False, what="x binning")
+    yb = float_keyword(header, profile.ybin_keys, filename, required=False, what="y binning")
+    if xb is None and yb is None:
+        return default
+    return int(xb or yb or 1), int(yb or xb or 1)
 
 
 def _angle(header, keys: Keys, unit: str, filename: str) -> float | None:
     from astropy.coordinates import Angle
 
-    key, value = _first(header, keys)
+    key, value = first_keyword(header, keys)
     if key is None:
         return None
     try:
@@ -276,11 +292,11 @@ def _angle(header, keys: Keys, unit: str, filename: str) -> float | None:
 def _start_time(header, profile: InstrumentProfile, filename: str):
     from astropy.time import Time
 
-    key, value = _first(header, profile.mjd_keys)
+    key, value = first_keyword(header, profile.mjd_keys)
     if key is not None:
-        mjd = _float(header, (key,), filename, required=True, what="MJD")
+        mjd = float_keyword(header, (key,), filename, required=True, what="MJD")
         return Time(mjd, format="mjd", scale=profile.time_scale), key
-    key, value = _first(header, profile.date_keys)
+    key, value = first_keyword(header, profile.date_keys)
     if key is None:
         raise HeaderError(
             f"{filename}: no observation time (tried {', '.join(profile.mjd_keys + profile.date_keys)})",
@@ -289,7 +305,7 @@ def _start_time(header, profile: InstrumentProfile, filename: str):
         )
     text = str(value).strip()
     if "T" not in text:
-        tkey, tvalue = _first(header, profile.time_keys)
+        tkey, tvalue = first_keyword(header, profile.time_keys)
         if tkey is not None:
             text = f"{text}T{str(tvalue).strip()}"
     try:
@@ -300,6 +316,26 @@ def _start_time(header, profile: InstrumentProfile, filename: str):
             filename=filename,
             key=key,
         ) from None
+
+
+def band_keyword(header, profile: InstrumentProfile, filename: str, *, what: str = "") -> str:
+    """The filter name, normalised by the profile (first word, aliases).
+
+    Raises HeaderError naming the file and the keywords tried; ``what`` names the kind
+    of frame in the message (e.g. ``"flat frame"``).
+    """
+    key, value = first_keyword(header, profile.filter_keys)
+    if key is None:
+        prefix = f"{what} without a filter keyword" if what else "missing filter keyword"
+        raise HeaderError(
+            f"{filename}: {prefix} (tried {', '.join(profile.filter_keys)})",
+            filename=filename,
+            key=profile.filter_keys[0],
+        )
+    band = str(value).strip()
+    if profile.filter_first_word:
+        band = band.split()[0]
+    return profile.filter_aliases.get(band, band)
 
 
 def parse_header(
@@ -337,18 +373,10 @@ def parse_header(
     from astropy import units as u
 
     prof = detect_profile(header) if profile is None else get_profile(profile)
-    key, band = _first(header, prof.filter_keys)
-    if key is None:
-        raise HeaderError(
-            f"{filename}: missing filter keyword (tried {', '.join(prof.filter_keys)})",
-            filename=filename,
-            key=prof.filter_keys[0],
-        )
-    band = str(band).strip()
-    if prof.filter_first_word:
-        band = band.split()[0]
-    band = prof.filter_aliases.get(band, band)
-    exptime = _float(header, prof.exptime_keys, filename, required=True, what="exposure time")
+    band = band_keyword(header, prof, filename)
+    exptime = float_keyword(
+        header, prof.exptime_keys, filename, required=True, what="exposure time"
+    )
     if exptime is None or exptime < 0:
         raise HeaderError(
             f"{filename}: exposure time must not be negative ({prof.exptime_keys[0]} = {exptime})",
@@ -359,7 +387,7 @@ def parse_header(
     mid = start + (0.5 * exptime * u.s if prof.time_reference == "start" else 0 * u.s)
     if prof.time_reference == "mid":
         start = mid - 0.5 * exptime * u.s
-    gain = _float(header, prof.gain_keys, filename, required=False, what="gain")
+    gain = float_keyword(header, prof.gain_keys, filename, required=False, what="gain")
     if gain is None:
         gain = prof.default_gain
     if gain is not None and gain <= 0:
@@ -368,7 +396,9 @@ def parse_header(
             filename=filename,
             key=prof.gain_keys[0],
         )
-    read_noise = _float(header, prof.read_noise_keys, filename, required=False, what="read noise")
+    read_noise = float_keyword(
+        header, prof.read_noise_keys, filename, required=False, what="read noise"
+    )
     if read_noise is None:
         read_noise = prof.default_read_noise
     return ObservationInfo(
@@ -380,9 +410,13 @@ def parse_header(
         exptime=float(exptime),
         gain=gain,
         read_noise=read_noise,
-        binning=_binning(header, prof, filename),
+        binning=binning_keyword(header, prof, filename) or (1, 1),
         ra=_angle(header, prof.ra_keys, prof.ra_unit, filename),
         dec=_angle(header, prof.dec_keys, "deg", filename),
-        saturate=_float(header, prof.saturate_keys, filename, required=False, what="saturation"),
-        zeropoint=_float(header, prof.zeropoint_keys, filename, required=False, what="zeropoint"),
+        saturate=float_keyword(
+            header, prof.saturate_keys, filename, required=False, what="saturation"
+        ),
+        zeropoint=float_keyword(
+            header, prof.zeropoint_keys, filename, required=False, what="zeropoint"
+        ),
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle
@@ -122,7 +124,7 @@ def light_curves_figure(lcs: dict) -> Figure:
     """
     bands = sorted(lcs)
     fig = Figure(figsize=(9, 3.2 * max(len(bands), 1)), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(len(bands), 1, sharex=True)) if bands else []
+    axes: Any = np.atleast_1d(fig.subplots(len(bands), 1, sharex=True)) if bands else []
     for k, (ax, band) in enumerate(zip(axes, bands, strict=False)):
         sources = lcs[band]
         curves = []

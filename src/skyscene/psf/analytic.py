@@ -44,9 +44,17 @@ def _n_nodes(scale: float) -> int:
 
 
 class _Elliptical(PSFModel):
-    major: float
-    minor: float
+    """Shared machinery of elliptical profiles (subclasses define ``major``, ``minor``, ``theta``)."""
+
     theta: float
+
+    @property
+    def major(self) -> float:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @property
+    def minor(self) -> float:  # pragma: no cover - overridden
+        raise NotImplementedError
 
     def _rotate(self, dx, dy):
         c, s = math.cos(self.theta), math.sin(self.theta)

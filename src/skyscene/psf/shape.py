@@ -150,7 +150,7 @@ def estimate_psf_shape(
         No star could be fitted.
     """
     positions = np.atleast_2d(np.asarray(positions, dtype=float))
-    fits = []
+    fits: list = []
     for x, y in positions:
         if len(fits) >= max_stars:
             break
