@@ -174,7 +174,7 @@ def test_off_image_positions_flagged_edge(photometer):
 
 def test_result_table_columns():
     table = AperturePhotometer(radius=2.0)(realisation(7, model_image()), POSITIONS[:1], SHAPE)
-    assert table.colnames == ["x", "y", "flux", "flux_err", "bkg", "bkg_err", "flags"]
+    assert table.to_table().colnames == ["x", "y", "flux", "flux_err", "bkg", "bkg_err", "flags"]
     assert table["x"][0] == POSITIONS[0, 0] and table["y"][0] == POSITIONS[0, 1]
     # local background: 100 ADU with per-pixel scatter sqrt(100/1.5 + 16) = 9.1 ADU (3 %, 10 %)
     assert abs(table["bkg"][0] / SKY - 1) < 0.03

@@ -14,20 +14,22 @@ reducer, or ``MODULE:FUNCTION`` on the command line.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
-from astropy.stats import sigma_clipped_stats
 
+from skyscene._stats import clipped_mean_std
 from skyscene.errors import DataError, ParameterError
 
 __all__ = [
     "LOCAL_BACKGROUNDS",
     "LocalBackgroundEstimate",
     "annulus_pixels",
+    "clipped_mean_std",
     "load_local_background",
     "local_background_mean",
     "local_background_median",
@@ -109,20 +111,20 @@ def local_background_mean(
         data, position, semimajor_sigma, semiminor_sigma, orientation, inner=inner, outer=outer
     )
     _check_count(values, position)
-    mean, _, std = sigma_clipped_stats(values, sigma=sigma, maxiters=5)
-    return LocalBackgroundEstimate(float(mean), float(std) / _clip_std_factor(sigma))
+    mean, std = clipped_mean_std(values, sigma=sigma, maxiters=5)
+    return LocalBackgroundEstimate(mean, std / _clip_std_factor(sigma))
 
 
+@functools.lru_cache(maxsize=32)
 def _clip_std_factor(k: float) -> float:
     """Standard deviation of a normal distribution truncated at ±k σ, in units of σ.
 
     Dividing a clipped standard deviation by it removes the bias of clipping pure noise
     (1.3 % at 3σ).
     """
-    from scipy.stats import norm
-
-    inside = 2.0 * norm.cdf(k) - 1.0
-    return math.sqrt(1.0 - 2.0 * k * norm.pdf(k) / inside)
+    inside = math.erf(k / math.sqrt(2.0))
+    pdf = math.exp(-0.5 * k * k) / math.sqrt(2.0 * math.pi)
+    return math.sqrt(1.0 - 2.0 * k * pdf / inside)
 
 
 def local_background_median(

@@ -21,6 +21,7 @@ def _reduce(args) -> int:
         scheduler=args.scheduler,
         comparisons=tuple(args.comparisons) if args.comparisons else None,
         cosmic_rays=args.cosmic_rays,
+        psf_mode=args.psf_mode,
     )
     reducer = Reducer(
         args.data_dir,
@@ -82,6 +83,13 @@ def register(commands, simulate) -> None:
         "median, or MODULE:FUNCTION of your own (default: %(default)s)",
     )
     p.add_argument("--calibration", metavar="DIR", help="folder of bias/dark/flat frames to apply")
+    p.add_argument(
+        "--psf-mode",
+        choices=("camera", "frame"),
+        default="camera",
+        help="one PSF shape per camera, or scaled per frame by the measured seeing "
+        "(use 'frame' when the seeing varies) (default: %(default)s)",
+    )
     p.add_argument(
         "--cosmic-rays",
         action="store_true",

@@ -69,6 +69,15 @@ def _wcs(center_ra, center_dec, crpix, scale_arcsec, rotation):
     return w
 
 
+def _scaled(psf, scale: float):
+    """The PSF ``psf`` with all widths multiplied by ``scale``."""
+    if scale == 1.0:
+        return psf
+    if isinstance(psf, GaussianPSF):
+        return GaussianPSF(psf.sigma_major * scale, psf.sigma_minor * scale, psf.theta)
+    return MoffatPSF(psf.alpha_major * scale, psf.beta, psf.alpha_minor * scale, psf.theta)
+
+
 def simulate_observations(
     out_dir,
     n_images: int = 100,
@@ -90,6 +99,7 @@ def simulate_observations(
     variable_rms: float = 0.02,
     variable_frequency: float = 1.0 / 15.0,
     phase_lags: dict | None = None,
+    seeing_scatter: float = 0.0,
     pixel_scale: float = 0.4,
     field_center: tuple[float, float] = (150.0, 20.0),
     start: str = "2026-03-01T03:00:00",
@@ -104,6 +114,8 @@ def simulate_observations(
     phase lag per band (radians). Backgrounds are ``sky_level ± sky_scatter`` per
     frame with a linear gradient of ``sky_gradient`` (fraction across the frame).
     Noise: Poisson in electrons (``gain`` e-/ADU) plus Gaussian read noise (ADU).
+    ``seeing_scatter`` > 0 scales each frame's PSF by ``exp(N(0, seeing_scatter))``
+    (recorded as ``psf_scale`` per frame).
 
     Frames are bare primary-HDU FITS files ``{band}_{i:04d}.fits`` with FILTER,
     DATE-OBS (start, UTC), EXPTIME, GAIN, RDNOISE, BINNING, RA, DEC, INSTRUME and a
@@ -204,6 +216,8 @@ def simulate_observations(
             wcs = _wcs(ra0, dec0, crpix, pixel_scale, camera_rotation[b] + rng.normal(0, 1e-3))
             xy = np.array(wcs.world_to_pixel(sky)).T
             level = sky_level + rng.normal(0, sky_scatter)
+            psf_scale = float(np.exp(rng.normal(0, seeing_scatter))) if seeing_scatter > 0 else 1.0
+            frame_psf = _scaled(psfs[b], psf_scale)
             gx, gy = rng.normal(0, 1, 2)
             norm = math.hypot(gx, gy) or 1.0
             grad = sky_gradient * level / max(nx, ny)
@@ -224,7 +238,7 @@ def simulate_observations(
                     slice(max(y0, 0), min(y0 + stamp, ny)),
                     slice(max(x0, 0), min(x0 + stamp, nx)),
                 )
-                st = psfs[b].render((stamp, stamp), center=(cx - x0, cy - y0))
+                st = frame_psf.render((stamp, stamp), center=(cx - x0, cy - y0))
                 image[sl] += (
                     f * st[sl[0].start - y0 : sl[0].stop - y0, sl[1].start - x0 : sl[1].stop - x0]
                 )
@@ -256,6 +270,7 @@ def simulate_observations(
                     "mjd_mid_utc": float(t_mid.mjd),
                     "seconds": float(seconds),
                     "sky_level": float(level),
+                    "psf_scale": psf_scale,
                     "sky_gradient": [float(gxx), float(gyy)],
                     "xy": positions_b,
                     "flux": [float(f) for f in frame_fluxes],

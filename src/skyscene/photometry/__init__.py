@@ -5,12 +5,13 @@ from skyscene.photometry.differential import (
     differential_photometry,
     select_comparison_stars,
 )
-from skyscene.photometry.forced import FLAGS, AperturePhotometer, OptimalPhotometer
+from skyscene.photometry.forced import FLAGS, AperturePhotometer, ForcedPhotometry, OptimalPhotometer
 
 __all__ = [
     "FLAGS",
     "AperturePhotometer",
     "DifferentialLightCurves",
+    "ForcedPhotometry",
     "OptimalPhotometer",
     "differential_photometry",
     "select_comparison_stars",

@@ -1,8 +1,9 @@
 """Forced aperture and optimal photometry at known positions.
 
 Both photometers are *configured callables*: settings in ``__init__``, data in
-``__call__(exposure, positions, shape)``, returning an astropy Table with one row
-per position: ``x``, ``y``, ``flux``, ``flux_err``, ``bkg``, ``bkg_err``, ``flags``.
+``__call__(exposure, positions, shape)``, returning a :class:`ForcedPhotometry` with
+one entry per position: ``x``, ``y``, ``flux``, ``flux_err``, ``bkg``, ``bkg_err``,
+``flags`` (``to_table()`` gives an astropy Table).
 
 Error budget (both): background noise (the local ``bkg_err`` per pixel), read noise
 (inside ``bkg_err`` as measured, or the variance map), source Poisson noise through
@@ -21,7 +22,7 @@ import numpy as np
 from skyscene.background.local import local_background_mean
 from skyscene.errors import DataError, ParameterError
 
-__all__ = ["FLAGS", "AperturePhotometer", "OptimalPhotometer"]
+__all__ = ["FLAGS", "AperturePhotometer", "ForcedPhotometry", "OptimalPhotometer"]
 
 log = logging.getLogger(__name__)
 
@@ -84,19 +85,59 @@ def _gather(image, gx, gy, inside_x, inside_y, fill=np.nan):
     return np.where(ok, out, fill), ok
 
 
-def _result_table(positions, flux, flux_err, bkg, bkg_err, flags):
-    from astropy.table import Table
+@dataclass(frozen=True, kw_only=True, eq=False)
+class ForcedPhotometry:
+    """Forced photometry of one exposure: one entry per position.
 
-    return Table(
-        {
-            "x": positions[:, 0],
-            "y": positions[:, 1],
-            "flux": flux,
-            "flux_err": flux_err,
-            "bkg": bkg,
-            "bkg_err": bkg_err,
-            "flags": flags,
-        }
+    Attributes
+    ----------
+    x, y : ndarray
+        Positions, pixels.
+    flux, flux_err : ndarray
+        Flux and its 1σ error, counts (NaN with ``FLAGS["no_flux"]`` set when nothing
+        could be measured).
+    bkg, bkg_err : ndarray
+        Local background per pixel and its per-pixel scatter, counts.
+    flags : ndarray of int
+        Bit flags, see :data:`FLAGS`.
+
+    Columns can also be read by name (``result["flux"]``), as from a table.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    flux: np.ndarray
+    flux_err: np.ndarray
+    bkg: np.ndarray
+    bkg_err: np.ndarray
+    flags: np.ndarray
+
+    colnames = ("x", "y", "flux", "flux_err", "bkg", "bkg_err", "flags")
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.colnames:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def __len__(self) -> int:
+        return len(self.flux)
+
+    def to_table(self):
+        """The results as an astropy Table."""
+        from astropy.table import Table
+
+        return Table({name: getattr(self, name) for name in self.colnames})
+
+
+def _result_table(positions, flux, flux_err, bkg, bkg_err, flags) -> ForcedPhotometry:
+    return ForcedPhotometry(
+        x=positions[:, 0],
+        y=positions[:, 1],
+        flux=flux,
+        flux_err=flux_err,
+        bkg=bkg,
+        bkg_err=bkg_err,
+        flags=flags,
     )
 
 

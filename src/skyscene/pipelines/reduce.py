@@ -72,6 +72,12 @@ class ReduceConfig:
         Source ids of the comparison ensemble; None: automatic selection.
     cosmic_rays : bool
         Mask cosmic rays on every frame with astroscrappy (extra ``cosmics``).
+    psf_mode : {"camera", "frame"}
+        ``camera``: one PSF shape per camera (median over its first frames), best when
+        the seeing is stable. ``frame``: that shape scaled by each frame's seeing (the
+        median adaptive-moment size of isolated stars relative to the reference frame),
+        needed when the seeing varies: optimal photometry weights with a wrong width bias
+        the flux by about the relative width error.
     """
 
     profile: str | None = None
@@ -85,8 +91,11 @@ class ReduceConfig:
     location: tuple[float, float, float] | None = None
     comparisons: tuple[int, ...] | None = None
     cosmic_rays: bool = False
+    psf_mode: str = "camera"
 
     def __post_init__(self) -> None:
+        if self.psf_mode not in ("camera", "frame"):
+            raise ParameterError(f"psf_mode must be 'camera' or 'frame', got {self.psf_mode!r}")
         if self.threshold <= 0:
             raise ParameterError(f"threshold must be positive, got {self.threshold!r}")
         if self.radius <= 0:
@@ -118,44 +127,66 @@ def _read(path: str, profile, calibration, cosmic_rays: bool = False):
     return exposure
 
 
-def _align_task(args) -> dict[str, Any]:
-    """Detect sources on one frame and align it to its reference (a Dask task)."""
-    from skyscene.align import find_transform_from_positions, translation_by_cross_correlation
-    from skyscene.detection import find_sources
+@dataclass(frozen=True, kw_only=True)
+class _FrameJob:
+    """What a Dask task needs to read one frame the way the reduction reads it."""
 
-    path, ref_path, ref_xy, profile, calibration, threshold, cosmic_rays = args
+    profile: str | None
+    calibration: Any
+    cosmic_rays: bool
+
+    def read(self, path: str):
+        return _read(path, self.profile, self.calibration, self.cosmic_rays)
+
+
+def _align_task(args) -> dict[str, Any]:
+    """Detect sources on one frame, align it to its reference, measure its PSF size (a Dask task).
+
+    ``args = (job, path, ref_path, ref_xy, psf_xy, threshold)``; ``psf_xy`` are isolated
+    stars (reference pixels) whose adaptive-moment sizes give the frame's seeing.
+    """
+    from skyscene.align import (
+        AlignmentResult,
+        find_transform_from_positions,
+        translation_by_cross_correlation,
+    )
+    from skyscene.background import estimate_background
+    from skyscene.detection import find_sources
+    from skyscene.psf import moment_sizes
+
+    job, path, ref_path, ref_xy, psf_xy, threshold = args
     out: dict[str, Any] = {"path": path, "ok": False, "reason": "", "matrix": None}
     try:
-        exposure = _read(path, profile, calibration, cosmic_rays)
-        from skyscene.background import estimate_background
-
+        exposure = job.read(path)
         bkg = estimate_background(exposure.data, mask=exposure.mask)
         out["bkg_level"], out["bkg_rms"] = bkg.level, bkg.rms_level
         if path == ref_path:
-            out.update(
-                ok=True,
-                matrix=np.eye(3).tolist(),
-                method="reference",
-                n_matches=len(ref_xy),
-                rms=0.0,
+            result = AlignmentResult.identity()
+            method, n_matches = "reference", len(ref_xy)
+        else:
+            stars = find_sources(
+                exposure.data, mask=exposure.mask, threshold=threshold, background=bkg
             )
-            return out
-        stars = find_sources(exposure.data, mask=exposure.mask, threshold=threshold, background=bkg)
-        try:
-            result = find_transform_from_positions(np.c_[stars["x"], stars["y"]], ref_xy)
-        except AlignmentError as exc:
-            ref = _read(ref_path, profile, calibration)
-            if ref.shape != exposure.shape:
-                raise AlignmentError(f"{exc}; and shapes differ from the reference") from exc
-            result = translation_by_cross_correlation(
-                exposure.data, ref.data, mask=exposure.mask, reference_mask=ref.mask
-            )
+            try:
+                result = find_transform_from_positions(np.c_[stars["x"], stars["y"]], ref_xy)
+            except AlignmentError as exc:
+                ref = job.read(ref_path)
+                if ref.shape != exposure.shape:
+                    raise AlignmentError(f"{exc}; and shapes differ from the reference") from exc
+                result = translation_by_cross_correlation(
+                    exposure.data, ref.data, mask=exposure.mask, reference_mask=ref.mask
+                )
+            method, n_matches = result.method, result.n_matches
+        sizes = moment_sizes(
+            exposure.data - bkg.background, result.inverse(psf_xy), mask=exposure.mask
+        )
         out.update(
             ok=True,
             matrix=result.matrix.tolist(),
-            method=result.method,
-            n_matches=result.n_matches,
+            method=method,
+            n_matches=n_matches,
             rms=result.rms,
+            psf_size=float(np.nanmedian(sizes)) if np.isfinite(sizes).any() else float("nan"),
         )
     except (SkysceneError, OSError) as exc:
         out["reason"] = f"{type(exc).__name__}: {exc}"
@@ -163,15 +194,17 @@ def _align_task(args) -> dict[str, Any]:
 
 
 def _photometry_task(args) -> list[dict[str, Any]]:
-    """Forced photometry of a chunk of frames (a Dask task)."""
-    frames, ref_positions, shape, photometer, profile, calibration, cosmic_rays = args
+    """Forced photometry of a chunk of frames (a Dask task).
+
+    ``args = (job, frames, ref_positions, photometer)`` with ``frames`` a list of
+    ``(path, matrix, psf_shape)``.
+    """
+    job, frames, ref_positions, photometer = args
     rows = []
-    for path, matrix in frames:
-        matrix = np.asarray(matrix)
-        inv = np.linalg.inv(matrix)
+    for path, matrix, shape in frames:
+        inv = np.linalg.inv(np.asarray(matrix))
         xy = ref_positions @ inv[:2, :2].T + inv[:2, 2]
-        exposure = _read(path, profile, calibration, cosmic_rays)
-        table = photometer(exposure, xy, shape)
+        table = photometer(job.read(path), xy, shape)
         rows.append({"path": path, **{c: np.asarray(table[c]) for c in table.colnames}})
     return rows
 
@@ -326,12 +359,12 @@ class Reducer:
         """
         from skyscene.background import estimate_background
         from skyscene.detection import find_sources
-        from skyscene.psf import combine_shapes, estimate_psf_shape
+        from skyscene.psf import combine_shapes, estimate_psf_shape, moment_sizes
 
         cfg = self.config
         for band in self.bands:
             frames = self._band_frames(band)
-            best, shapes = None, []
+            best, shapes, sizes = None, [], []
             for rec in frames[: cfg.reference_candidates]:
                 try:
                     exp = _read(rec.path, cfg.profile, self.calibration, cfg.cosmic_rays)
@@ -344,14 +377,14 @@ class Reducer:
                     continue
                 clean = cat[(cat["flag"] == 0)]
                 xy = np.c_[clean["x"], clean["y"]]
+                isolated = xy[_isolated(xy, 15.0)]
                 try:
                     shapes.append(
-                        estimate_psf_shape(
-                            exp.data, xy[_isolated(xy, 15.0)], mask=exp.mask, half_size=8
-                        )
+                        estimate_psf_shape(exp.data, isolated, mask=exp.mask, half_size=8)
                     )
                 except DataError as exc:
                     log.info("%s: no PSF shape (%s)", rec.path, exc)
+                sizes.extend(moment_sizes(exp.data - bkg.background, isolated, mask=exp.mask))
                 if best is None or len(cat) > len(best[1]):
                     best = (rec, cat, exp)
             if best is None or not shapes:
@@ -359,8 +392,17 @@ class Reducer:
                     f"filter '{band}': no frame yields a source catalog and a PSF shape"
                 )
             rec, cat, exp = best
-            # the shape is the median over the candidate frames: less noisy than one frame
+            # Axis ratio and orientation: median of the star fits over the candidate frames.
+            # Size: median adaptive-moment sigma of the same stars, which is unbiased where a
+            # few noisy fits are not (optimal photometry's flux scales with the weight width).
             shape = combine_shapes(shapes)
+            if np.isfinite(sizes).any():
+                scale = float(np.nanmedian(sizes)) / shape.sigma
+                shape = dataclasses.replace(
+                    shape,
+                    sigma_major=shape.sigma_major * scale,
+                    sigma_minor=shape.sigma_minor * scale,
+                )
             log.info(
                 "filter %s: reference %s, %d sources, PSF σ = %.2f × %.2f px, θ = %.2f rad",
                 band,
@@ -423,24 +465,24 @@ class Reducer:
                 primary,
             )
 
+    def _job(self) -> _FrameJob:
+        cfg = self.config
+        return _FrameJob(
+            profile=cfg.profile, calibration=self.calibration, cosmic_rays=cfg.cosmic_rays
+        )
+
     def _align_frames(self) -> None:
         cfg = self.config
+        job = self._job()
         tasks = []
         for band in self.bands:
             cat = self.catalogs[band]
             ref_xy = np.c_[cat["x"], cat["y"]]
+            clean = cat[cat["flag"] == 0]
+            psf_xy = np.c_[clean["x"], clean["y"]]
+            psf_xy = psf_xy[_isolated(psf_xy, 15.0)][:20]
             for rec in self._band_frames(band):
-                tasks.append(
-                    (
-                        rec.path,
-                        self.references[band],
-                        ref_xy,
-                        cfg.profile,
-                        self.calibration,
-                        cfg.threshold,
-                        cfg.cosmic_rays,
-                    )
-                )
+                tasks.append((job, rec.path, self.references[band], ref_xy, psf_xy, cfg.threshold))
         results = run_tasks(
             _align_task,
             tasks,
@@ -448,18 +490,45 @@ class Reducer:
             progress=self.progress,
             desc="aligning frames",
         )
+        band_of = {r.path: r.band for r in self.frames}
         failed = set()
         for res in results:
-            band = next(r.band for r in self.frames if r.path == res["path"])
+            band = band_of[res["path"]]
             if res["ok"]:
                 self.transforms.setdefault(band, {})[res["path"]] = np.asarray(res["matrix"])
                 self.frame_stats[res["path"]] = {
-                    k: res.get(k) for k in ("bkg_level", "bkg_rms", "method", "n_matches", "rms")
+                    k: res.get(k)
+                    for k in ("bkg_level", "bkg_rms", "method", "n_matches", "rms", "psf_size")
                 }
             else:
                 self._skip(res["path"], f"cannot be aligned: {res['reason']}")
                 failed.add(res["path"])
         self.frames = [r for r in self.frames if r.path not in failed]
+
+    def frame_shape(self, band: str, path: str):
+        """PSF shape used for ``path``: the camera's, or in ``psf_mode='frame'`` resized to the frame's seeing.
+
+        The frame's size is the median adaptive-moment sigma of isolated stars (pixel
+        response removed); the camera's axis ratio and orientation are kept. Frames where
+        it cannot be measured keep the camera shape (with a warning).
+        """
+        from skyscene.psf import PSFShape
+
+        shape = self.shapes[band]
+        if self.config.psf_mode == "camera":
+            return shape
+        size = self.frame_stats.get(path, {}).get("psf_size")
+        if not (size and np.isfinite(size)):
+            log.warning("%s: no PSF size measured; using the camera's PSF shape", path)
+            return shape
+        scale = size / shape.sigma
+        return PSFShape(
+            sigma_major=shape.sigma_major * scale,
+            sigma_minor=shape.sigma_minor * scale,
+            theta=shape.theta,
+            n_stars=shape.n_stars,
+            scatter=shape.scatter,
+        )
 
     def _write_catalogs(self) -> None:
         from skyscene.plotting.diagnostics import catalog_figure
@@ -489,8 +558,9 @@ class Reducer:
         Parameters
         ----------
         photometer : {"optimal", "aperture"} or a photometer object
-            A photometer is a callable ``(exposure, positions, shape) -> Table`` with
-            columns ``flux, flux_err, bkg, bkg_err, x, y, flags`` and a ``name``.
+            A photometer is a callable ``(exposure, positions, shape)`` returning
+            columns ``flux, flux_err, bkg, bkg_err, x, y, flags`` by name (a
+            :class:`~skyscene.photometry.ForcedPhotometry` or a Table) and has a ``name``.
         local_background : str or callable
             ``default`` (sigma-clipped mean in a 5–7.5 σ annulus), ``median``,
             ``MODULE:FUNCTION`` or a callable (see :mod:`skyscene.background.local`).
@@ -517,22 +587,16 @@ class Reducer:
         lc_dir = self.out_dir / "lcs" / f"{name}_{bkg_name}"
         cfg = self.config
         tasks, index = [], []
+        job = self._job()
         for band in self.bands:
             cat = self.catalogs[band]
             ref_xy = np.c_[cat["x"], cat["y"]]
-            frames = [(r.path, self.transforms[band][r.path]) for r in self._band_frames(band)]
+            frames = [
+                (r.path, self.transforms[band][r.path], self.frame_shape(band, r.path))
+                for r in self._band_frames(band)
+            ]
             for i in range(0, len(frames), cfg.chunk_size):
-                tasks.append(
-                    (
-                        frames[i : i + cfg.chunk_size],
-                        ref_xy,
-                        self.shapes[band],
-                        photometer,
-                        cfg.profile,
-                        self.calibration,
-                        cfg.cosmic_rays,
-                    )
-                )
+                tasks.append((job, frames[i : i + cfg.chunk_size], ref_xy, photometer))
                 index.append(band)
         results = run_tasks(
             _photometry_task,
@@ -653,10 +717,39 @@ class Reducer:
             for b in self.bands
         }
         _save_figure(dg.backgrounds_figure(times, bkgs), diag / "backgrounds")
+        sizes = {
+            b: [self.frame_stats[r.path].get("psf_size", np.nan) for r in self._band_frames(b)]
+            for b in self.bands
+        }
+        _save_figure(dg.seeing_figure(times, sizes), diag / "seeing")
         _save_figure(dg.rms_vs_median_figure(lcs), diag / f"rms_vs_median_{name}_{bkg_name}")
         _save_figure(dg.light_curves_figure(lcs), diag / f"light_curves_{name}_{bkg_name}")
 
+    def frames_table(self):
+        """One row per used frame: file, band, time, background, alignment and PSF size."""
+        from astropy.table import Table
+
+        rows = []
+        for r in self.frames:
+            st = self.frame_stats.get(r.path, {})
+            rows.append(
+                {
+                    "file": Path(r.path).name,
+                    "band": r.band,
+                    "mjd_mid_utc": r.mjd_mid,
+                    "exptime": r.exptime,
+                    "bkg_level": st.get("bkg_level", np.nan),
+                    "bkg_rms": st.get("bkg_rms", np.nan),
+                    "align_method": st.get("method", ""),
+                    "align_n_matches": st.get("n_matches", 0),
+                    "align_rms": st.get("rms", np.nan),
+                    "psf_size": st.get("psf_size", np.nan),
+                }
+            )
+        return Table(rows=rows) if rows else Table()
+
     def _write_metadata(self, photometer, bkg_name, lc_dir) -> None:
+        write_table(self.frames_table(), self.out_dir / "frames.csv")
         config = dataclasses.asdict(self.config)
         config.update(
             data_dir=str(self.data_dir),

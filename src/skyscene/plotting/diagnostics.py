@@ -14,6 +14,7 @@ __all__ = [
     "header_times_figure",
     "light_curves_figure",
     "rms_vs_median_figure",
+    "seeing_figure",
 ]
 
 _COLORS = {"u": "tab:purple", "g": "tab:green", "r": "tab:red", "i": "tab:brown", "z": "k"}
@@ -77,6 +78,23 @@ def backgrounds_figure(times: dict, levels: dict) -> Figure:
     return fig
 
 
+def seeing_figure(times: dict, sizes: dict) -> Figure:
+    """PSF size (adaptive-moment sigma of isolated stars) of each frame against time."""
+    fig = Figure(figsize=(8, 4))
+    ax = fig.add_subplot()
+    t0 = min(min(t) for t in times.values())
+    for k, band in enumerate(sorted(times)):
+        sec = (np.asarray(times[band]) - t0) * 86400.0
+        ax.plot(
+            sec, np.asarray(sizes[band], dtype=float), ".", color=_color(band, k), label=band, ms=3
+        )
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("PSF sigma (pixels)")
+    ax.legend(fontsize=8)
+    ax.set_title("Seeing: median star size per frame")
+    return fig
+
+
 def rms_vs_median_figure(lcs: dict) -> Figure:
     """Fractional RMS of each light curve against its median flux, with the median error."""
     fig = Figure(figsize=(6, 4.5))
@@ -130,20 +148,37 @@ def light_curves_figure(lcs: dict) -> Figure:
         curves = []
         for sid, table in sorted(sources.items()):
             t = np.asarray(table["BMJD"], float)
-            rel = np.asarray(table["rel_flux"] if "rel_flux" in table.colnames else table["flux"], float)
-            err = np.asarray(table["rel_flux_err"] if "rel_flux_err" in table.colnames else table["flux_err"], float)
+            rel = np.asarray(
+                table["rel_flux"] if "rel_flux" in table.colnames else table["flux"], float
+            )
+            err = np.asarray(
+                table["rel_flux_err"] if "rel_flux_err" in table.colnames else table["flux_err"],
+                float,
+            )
             if not np.isfinite(rel).any():
                 med = np.nanmedian(table["flux"])
-                rel, err = np.asarray(table["flux"], float) / med, np.asarray(table["flux_err"], float) / med
+                rel, err = (
+                    np.asarray(table["flux"], float) / med,
+                    np.asarray(table["flux_err"], float) / med,
+                )
             curves.append((sid, (t - t[0]) * 86400.0, rel, err))
         scatter = [np.nanstd(c[2]) for c in curves if np.isfinite(c[2]).any()]
         step = 5.0 * (np.nanmedian(scatter) if scatter else 0.02)
         for j, (sid, sec, rel, err) in enumerate(curves):
             offset = step * j
-            ax.errorbar(sec, rel + offset, yerr=err, fmt=".", ms=3, lw=0.5, color=f"C{j % 10}", alpha=0.8)
+            ax.errorbar(
+                sec, rel + offset, yerr=err, fmt=".", ms=3, lw=0.5, color=f"C{j % 10}", alpha=0.8
+            )
             if len(sec):
-                ax.annotate(f"#{sid}", (sec[-1], 1.0 + offset), xytext=(6, 0), textcoords="offset points",
-                            va="center", fontsize=8, color=f"C{j % 10}")
+                ax.annotate(
+                    f"#{sid}",
+                    (sec[-1], 1.0 + offset),
+                    xytext=(6, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=8,
+                    color=f"C{j % 10}",
+                )
         ax.set_ylabel(f"{band}: relative flux + offset")
     if len(axes):
         axes[-1].set_xlabel("BMJD(TDB) − first frame (s)")

@@ -9,7 +9,7 @@ from skyscene.psf.analytic import GaussianPSF, MoffatPSF, fwhm_to_sigma, sigma_t
 from skyscene.psf.base import PSFModel, PSFProtocol
 from skyscene.psf.pixelized import GalSimPSF, PixelizedPSF
 from skyscene.psf.psfex import PSFExModel, read_psfex
-from skyscene.psf.shape import PSFShape, combine_shapes, estimate_psf_shape, fit_star
+from skyscene.psf.shape import PSFShape, combine_shapes, estimate_psf_shape, fit_star, moment_sizes
 
 __all__ = [
     "GalSimPSF",
@@ -24,6 +24,7 @@ __all__ = [
     "estimate_psf_shape",
     "fit_star",
     "fwhm_to_sigma",
+    "moment_sizes",
     "read_psfex",
     "sigma_to_fwhm",
 ]
