@@ -95,10 +95,10 @@ def main() -> None:
         for exp, xy in frames:
             ann = EllipticalAnnulus(
                 xy,
-                5 * shape.sigma_major,
-                7.5 * shape.sigma_major,
-                7.5 * shape.sigma_minor,
-                5 * shape.sigma_minor,
+                a_in=5 * shape.sigma_major,
+                a_out=7.5 * shape.sigma_major,
+                b_out=7.5 * shape.sigma_minor,
+                b_in=5 * shape.sigma_minor,
                 theta=shape.theta,
             )
             stats = ApertureStats(exp.data, ann, mask=exp.mask, sigma_clip=clip)

@@ -5,14 +5,23 @@ from skyscene.photometry.differential import (
     differential_photometry,
     select_comparison_stars,
 )
-from skyscene.photometry.forced import FLAGS, AperturePhotometer, ForcedPhotometry, OptimalPhotometer
+from skyscene.photometry.forced import (
+    FLAGS,
+    AperturePhotometer,
+    FluxCorrection,
+    ForcedPhotometry,
+    OptimalPhotometer,
+    measure_flux_correction,
+)
 
 __all__ = [
     "FLAGS",
     "AperturePhotometer",
     "DifferentialLightCurves",
+    "FluxCorrection",
     "ForcedPhotometry",
     "OptimalPhotometer",
     "differential_photometry",
+    "measure_flux_correction",
     "select_comparison_stars",
 ]

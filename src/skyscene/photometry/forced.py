@@ -22,7 +22,14 @@ import numpy as np
 from skyscene.background.local import local_background_mean
 from skyscene.errors import DataError, ParameterError
 
-__all__ = ["FLAGS", "AperturePhotometer", "ForcedPhotometry", "OptimalPhotometer"]
+__all__ = [
+    "FLAGS",
+    "AperturePhotometer",
+    "FluxCorrection",
+    "ForcedPhotometry",
+    "OptimalPhotometer",
+    "measure_flux_correction",
+]
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +251,10 @@ class OptimalPhotometer:
         Weighting profile; default the elliptical Gaussian of the measured PSF shape.
     iterations : int
         Variance updates with the current flux (source Poisson term).
+    flux_correction : float
+        Factor applied to flux and error: the ratio of total to optimal flux measured on
+        bright stars when the weighting profile differs from the true PSF (e.g. Gaussian
+        weights on a Moffat PSF; see :func:`measure_flux_correction`). 1 for a true PSF.
     name : str
         Label used in output folders.
 
@@ -261,6 +272,7 @@ class OptimalPhotometer:
     local_background: Callable = local_background_mean
     psf: object = None
     iterations: int = 2
+    flux_correction: float = 1.0
     name: str = "optimal"
 
     def __post_init__(self) -> None:
@@ -320,8 +332,91 @@ class OptimalPhotometer:
         ) / _annulus_count(shape)
         nothing = ~ok | ~good_bkg
         flags[nothing] |= FLAGS["no_flux"]
-        flux = np.where(nothing, np.nan, flux)
-        flux_err = np.where(nothing, np.nan, np.sqrt(np.where(nothing, 0.0, var)))
+        c = self.flux_correction
+        flux = np.where(nothing, np.nan, c * flux)
+        flux_err = np.where(nothing, np.nan, c * np.sqrt(np.where(nothing, 0.0, var)))
         return _result_table(
             positions, flux, flux_err, np.where(good_bkg, bkg, np.nan), bkg_err, flags
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class FluxCorrection:
+    """Ratio of total (large-aperture) to optimal flux measured on bright stars.
+
+    Attributes
+    ----------
+    value : float
+        The factor to apply (1 when not significant).
+    measured, error : float
+        Median ratio and its uncertainty (1.2533 × MAD-σ / √n).
+    n_stars : int
+        Star measurements used.
+    applied : bool
+        True when ``|measured − 1| > 3 × error``.
+    """
+
+    value: float
+    measured: float
+    error: float
+    n_stars: int
+    applied: bool
+
+
+def measure_flux_correction(
+    measurements, *, big_radius: float = 6.0, min_snr: float = 20.0, significance: float = 3.0
+) -> FluxCorrection:
+    """Optimal-photometry flux correction from bright isolated stars.
+
+    Optimal weights from an approximate profile (an elliptical Gaussian for a Moffat
+    PSF, say) estimate ``Σ W P_true × F`` instead of ``F``. The ratio of a large
+    elliptical aperture (``big_radius`` PSF sigmas, background in an annulus at 8–11 σ)
+    to the optimal flux of the same stars measures that factor; it is applied only when
+    it differs from 1 by more than ``significance`` times its uncertainty.
+
+    Parameters
+    ----------
+    measurements : iterable of (exposure, positions, shape)
+        Frames with star positions and the PSF shape used for the weights.
+    """
+    import functools
+
+    big = AperturePhotometer(
+        radius=big_radius,
+        local_background=functools.partial(local_background_mean, inner=8.0, outer=11.0),
+    )
+    optimal = OptimalPhotometer()
+    ratios = []
+    for exposure, positions, shape in measurements:
+        if len(positions) == 0:
+            continue
+        b = big(exposure, positions, shape)
+        o = optimal(exposure, positions, shape)
+        good = (
+            (b.flags == 0)
+            & (o.flags == 0)
+            & np.isfinite(b.flux)
+            & np.isfinite(o.flux)
+            & (o.flux > 0)
+            & (b.flux > min_snr * b.flux_err)
+        )
+        ratios.extend(b.flux[good] / o.flux[good])
+    ratios_arr = np.asarray(ratios)
+    if ratios_arr.size < 3:
+        return FluxCorrection(
+            value=1.0,
+            measured=float("nan"),
+            error=float("inf"),
+            n_stars=int(ratios_arr.size),
+            applied=False,
+        )
+    med = float(np.median(ratios_arr))
+    err = float(1.2533 * 1.4826 * np.median(np.abs(ratios_arr - med)) / np.sqrt(ratios_arr.size))
+    applied = abs(med - 1.0) > significance * err
+    return FluxCorrection(
+        value=med if applied else 1.0,
+        measured=med,
+        error=err,
+        n_stars=int(ratios_arr.size),
+        applied=applied,
+    )

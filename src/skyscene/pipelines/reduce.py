@@ -78,6 +78,11 @@ class ReduceConfig:
         median adaptive-moment size of isolated stars relative to the reference frame),
         needed when the seeing varies: optimal photometry weights with a wrong width bias
         the flux by about the relative width error.
+    flux_correction : bool
+        Measure on bright isolated stars the ratio of a large-aperture (6 σ) flux to the
+        optimal flux (elliptical-Gaussian weights) and apply it to optimal photometry when
+        it differs significantly (> 3σ) from 1: this keeps optimal fluxes *total* for PSFs
+        with wings (Moffat, real seeing).
     """
 
     profile: str | None = None
@@ -92,6 +97,7 @@ class ReduceConfig:
     comparisons: tuple[int, ...] | None = None
     cosmic_rays: bool = False
     psf_mode: str = "camera"
+    flux_correction: bool = True
 
     def __post_init__(self) -> None:
         if self.psf_mode not in ("camera", "frame"):
@@ -253,6 +259,7 @@ class Reducer:
         self.references: dict[str, str] = {}
         self.frame_stats: dict[str, dict[str, float]] = {}
         self.source_ids: dict[str, np.ndarray] = {}
+        self.flux_corrections: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ discovery
     def _load_calibration(self, calibration):
@@ -359,12 +366,13 @@ class Reducer:
         """
         from skyscene.background import estimate_background
         from skyscene.detection import find_sources
+        from skyscene.photometry import measure_flux_correction
         from skyscene.psf import combine_shapes, estimate_psf_shape, moment_sizes
 
         cfg = self.config
         for band in self.bands:
             frames = self._band_frames(band)
-            best, shapes, sizes = None, [], []
+            best, shapes, sizes, stars = None, [], [], []
             for rec in frames[: cfg.reference_candidates]:
                 try:
                     exp = _read(rec.path, cfg.profile, self.calibration, cfg.cosmic_rays)
@@ -385,6 +393,7 @@ class Reducer:
                 except DataError as exc:
                     log.info("%s: no PSF shape (%s)", rec.path, exc)
                 sizes.extend(moment_sizes(exp.data - bkg.background, isolated, mask=exp.mask))
+                stars.append((exp, isolated))
                 if best is None or len(cat) > len(best[1]):
                     best = (rec, cat, exp)
             if best is None or not shapes:
@@ -417,6 +426,17 @@ class Reducer:
                 cat["ra"], cat["dec"] = sky.ra.deg, sky.dec.deg
             self.catalogs[band] = cat
             self.shapes[band] = shape
+            if cfg.flux_correction:
+                corr = measure_flux_correction([(e, xy, shape) for e, xy in stars])
+                self.flux_corrections[band] = corr
+                log.info(
+                    "filter %s: total/optimal flux of %d star measurements = %.4f ± %.4f (%s)",
+                    band,
+                    corr.n_stars,
+                    corr.measured,
+                    corr.error,
+                    "applied" if corr.applied else "consistent with 1, not applied",
+                )
             self.references[band] = rec.path
         self._assign_ids()
         self._align_frames()
@@ -596,7 +616,14 @@ class Reducer:
                 for r in self._band_frames(band)
             ]
             for i in range(0, len(frames), cfg.chunk_size):
-                tasks.append((job, frames[i : i + cfg.chunk_size], ref_xy, photometer))
+                tasks.append(
+                    (
+                        job,
+                        frames[i : i + cfg.chunk_size],
+                        ref_xy,
+                        self._band_photometer(photometer, band),
+                    )
+                )
                 index.append(band)
         results = run_tasks(
             _photometry_task,
@@ -625,6 +652,15 @@ class Reducer:
             "skipped": list(self.skipped),
             "light_curves": lcs,
         }
+
+    def _band_photometer(self, photometer, band: str):
+        """The photometer with the band's optimal-flux correction (OptimalPhotometer only)."""
+        from skyscene.photometry import OptimalPhotometer
+
+        corr = self.flux_corrections.get(band)
+        if corr is not None and isinstance(photometer, OptimalPhotometer):
+            return dataclasses.replace(photometer, flux_correction=corr.value)
+        return photometer
 
     def _location(self):
         from astropy import units as u
@@ -757,6 +793,7 @@ class Reducer:
             local_background=bkg_name,
             calibration=repr(self.calibration) if self.calibration is not None else None,
             psf_shapes={b: dataclasses.asdict(s) for b, s in self.shapes.items()},
+            flux_corrections={b: dataclasses.asdict(c) for b, c in self.flux_corrections.items()},
             references=self.references,
         )
         atomic_write_text(lc_dir / "config.json", json.dumps(config, indent=1, default=str))
