@@ -61,18 +61,26 @@ class _Elliptical(PSFModel):
         return dx * c + dy * s, -dx * s + dy * c
 
     def _quadrature(self, dx, dy, density, scale: float):
+        """Integrate ``density(u, v)`` (rotated frame) over each pixel by Gauss–Legendre.
+
+        All sub-pixel nodes are evaluated in one vectorised call (in chunks that keep the
+        temporaries below ~16 MB).
+        """
         nodes, weights = gauss_legendre_nodes(_n_nodes(scale))
-        dx = np.asarray(dx, dtype=float)
-        dy = np.asarray(dy, dtype=float)
-        shape = np.broadcast_shapes(dx.shape, dy.shape)
-        out = np.zeros(shape)
-        for ny_, wy in zip(nodes, weights, strict=True):
-            y = dy + ny_
-            row = np.zeros(shape)
-            for nx_, wx in zip(nodes, weights, strict=True):
-                row += wx * density(*self._rotate(dx + nx_, y))
-            out += wy * row
-        return out
+        node_y, node_x = np.meshgrid(nodes, nodes, indexing="ij")
+        node_u, node_v = self._rotate(node_x.ravel(), node_y.ravel())
+        node_w = np.outer(weights, weights).ravel()
+        u0, v0 = self._rotate(np.asarray(dx, dtype=float), np.asarray(dy, dtype=float))
+        u0, v0 = np.broadcast_arrays(u0, v0)
+        shape = u0.shape
+        flat_u = u0.reshape(-1, 1)
+        flat_v = v0.reshape(-1, 1)
+        out = np.zeros(flat_u.shape[0])
+        chunk = max(1, 2_000_000 // max(flat_u.shape[0], 1))
+        for i in range(0, node_w.size, chunk):
+            sl = slice(i, i + chunk)
+            out += np.sum(density(flat_u + node_u[sl], flat_v + node_v[sl]) * node_w[sl], axis=1)
+        return out.reshape(shape)
 
 
 @dataclass(frozen=True, eq=True)

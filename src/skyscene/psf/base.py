@@ -14,6 +14,7 @@ indexed ``[y, x]``. Nothing is flipped and there are no half-pixel offsets to ad
 from __future__ import annotations
 
 import abc
+import functools
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -30,10 +31,14 @@ class PSFProtocol(Protocol):
     def render(self, shape: tuple[int, int], center=None) -> np.ndarray: ...
 
 
+@functools.lru_cache(maxsize=64)
 def gauss_legendre_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes and weights of ``n``-point Gauss–Legendre quadrature on ``[-0.5, 0.5]``."""
+    """Nodes and weights of ``n``-point Gauss–Legendre quadrature on ``[-0.5, 0.5]`` (read-only)."""
     x, w = np.polynomial.legendre.leggauss(int(n))
-    return 0.5 * x, 0.5 * w
+    x, w = 0.5 * x, 0.5 * w
+    x.flags.writeable = False
+    w.flags.writeable = False
+    return x, w
 
 
 def _centers(center, shape) -> tuple[np.ndarray, bool]:
