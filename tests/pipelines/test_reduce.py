@@ -447,3 +447,33 @@ def test_moffat_psf_optimal_flux_stays_total(tmp_path):
             assert reducer.flux_corrections["g"].applied
     assert abs(ratios[True] - 1) < 0.015, f"corrected optimal/true flux {ratios[True]:.4f}"
     assert ratios[False] < 0.97, f"uncorrected optimal/true flux {ratios[False]:.4f}"
+
+
+def test_rerun_resumes_from_finished_tasks(tmp_path, monkeypatch):
+    """Finished alignment and photometry tasks are stored; a rerun reuses them, and an
+    interrupted run recomputes only what is missing, with identical light curves."""
+    import skyscene.pipelines.reduce as reduce_module
+
+    simulate_observations(tmp_path / "raw", 6, rng=41, bands=("g",), shape=(160, 160))
+    config = ReduceConfig(scheduler="synchronous", chunk_size=2)
+
+    def run():
+        reducer = Reducer(tmp_path / "raw", tmp_path / "out", config=config, progress=False)
+        reducer.create_catalogs()
+        return reducer.photometry("optimal")["light_curves"]["g"]
+
+    first = run()
+    work = tmp_path / "out" / ".work"
+    assert len(list((work / "align").glob("*.pkl"))) == 6
+    cached = sorted((work / "photometry").glob("*.pkl"))
+    assert len(cached) == 3  # 6 frames in chunks of 2
+    cached[0].unlink()  # as if the run had stopped before this chunk
+    calls = []
+    original = reduce_module._photometry_task
+    monkeypatch.setattr(
+        reduce_module, "_photometry_task", lambda args: calls.append(1) or original(args)
+    )
+    second = run()
+    assert len(calls) == 1, "only the missing chunk is recomputed"
+    for sid, table in first.items():
+        np.testing.assert_array_equal(table["flux"], second[sid]["flux"])

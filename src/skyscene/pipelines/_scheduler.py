@@ -9,14 +9,17 @@ its own pool or queue.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+import pickle
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from skyscene.errors import ParameterError
 
-__all__ = ["dask_client", "run_tasks"]
+__all__ = ["dask_client", "run_tasks", "task_key"]
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +35,14 @@ def dask_client(scheduler: str = "processes", *, n_workers: int | None = None) -
     # distributed configures its own loggers at import; keep them quiet unless -vv
     quiet = logging.getLogger("skyscene").getEffectiveLevel() > logging.DEBUG
     if quiet:
-        for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core",
-                     "distributed.http.proxy", "distributed.worker"):
+        for name in (
+            "distributed",
+            "distributed.scheduler",
+            "distributed.nanny",
+            "distributed.core",
+            "distributed.http.proxy",
+            "distributed.worker",
+        ):
             logging.getLogger(name).setLevel(logging.WARNING)
     if scheduler == "processes":
         workers = n_workers or min(os.cpu_count() or 1, 8)
@@ -62,6 +71,44 @@ def dask_client(scheduler: str = "processes", *, n_workers: int | None = None) -
         )
 
 
+class _CachedTask:
+    """Run ``func(item)`` unless ``cache_dir/<key>.pkl`` exists; store the result atomically.
+
+    Picklable, so it runs in Dask workers: a task's result is on disk as soon as the task
+    ends, and a rerun after an interruption skips it.
+    """
+
+    def __init__(self, func: Callable[..., Any], cache_dir: Path):
+        self.func = func
+        self.cache_dir = Path(cache_dir)
+
+    def __call__(self, keyed: tuple[str, Any]) -> Any:
+        from skyscene.io import atomic_path
+
+        key, item = keyed
+        path = self.cache_dir / f"{key}.pkl"
+        if path.exists():
+            with open(path, "rb") as fh:
+                return pickle.load(fh)
+        result = self.func(item)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            pickle.dump(result, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        return result
+
+
+def task_key(*parts: Any) -> str:
+    """A stable hexadecimal key of ``parts`` (pickled), for :func:`run_tasks` caches."""
+    digest = hashlib.sha1()
+    for part in parts:
+        try:
+            digest.update(pickle.dumps(part, protocol=4))
+        except (pickle.PicklingError, AttributeError, TypeError):
+            # not picklable (a lambda, say): its repr may change between runs, so such
+            # tasks are recomputed rather than wrongly reused
+            digest.update(repr(part).encode())
+    return digest.hexdigest()
+
+
 def run_tasks(
     func: Callable[..., Any],
     items: Iterable[Any],
@@ -71,17 +118,35 @@ def run_tasks(
     desc: str = "tasks",
     n_workers: int | None = None,
     client: Any = None,
+    cache_dir: str | Path | None = None,
+    keys: Sequence[str] | None = None,
 ) -> list[Any]:
     """Apply ``func`` to every item, in parallel per ``scheduler``; results in input order.
 
     A task that raises makes ``run_tasks`` raise that exception (tasks that should not
     stop the batch must catch their own errors and return a flagged result).
+
+    With ``cache_dir`` and one ``keys`` entry per item (see :func:`task_key`), each
+    result is stored as ``cache_dir/<key>.pkl`` when its task ends and reused on the
+    next call: an interrupted batch resumes where it stopped.
     """
     from tqdm.auto import tqdm
 
     items = list(items)
     if not items:
         return []
+    if cache_dir is not None:
+        if keys is None or len(keys) != len(items):
+            raise ParameterError("run_tasks with cache_dir needs one key per item")
+        cache = Path(cache_dir)
+        cache.mkdir(parents=True, exist_ok=True)
+        done = sum((cache / f"{k}.pkl").exists() for k in keys)
+        if done:
+            log.info(
+                "%s: %d of %d tasks already done, reusing their results", desc, done, len(items)
+            )
+        func = _CachedTask(func, cache)
+        items = list(zip(keys, items, strict=True))
     if scheduler == "synchronous" and client is None:
         return [func(item) for item in tqdm(items, desc=desc, disable=not progress, unit="task")]
     ctx = (

@@ -35,7 +35,7 @@ from skyscene.errors import (
     SkysceneError,
 )
 from skyscene.io import atomic_write_text, is_fits, parse_header, read_exposure, write_table
-from skyscene.pipelines._scheduler import run_tasks
+from skyscene.pipelines._scheduler import run_tasks, task_key
 
 __all__ = ["FrameRecord", "ReduceConfig", "Reducer", "demo_stage"]
 
@@ -494,6 +494,7 @@ class Reducer:
     def _align_frames(self) -> None:
         cfg = self.config
         job = self._job()
+        job_key = task_key(job)
         tasks = []
         for band in self.bands:
             cat = self.catalogs[band]
@@ -509,6 +510,8 @@ class Reducer:
             scheduler=cfg.scheduler,
             progress=self.progress,
             desc="aligning frames",
+            cache_dir=self.out_dir / ".work" / "align",
+            keys=[task_key("align", job_key, _file_id(t[1]), t[2:]) for t in tasks],
         )
         band_of = {r.path: r.band for r in self.frames}
         failed = set()
@@ -608,6 +611,7 @@ class Reducer:
         cfg = self.config
         tasks, index = [], []
         job = self._job()
+        job_key = task_key(job)
         for band in self.bands:
             cat = self.catalogs[band]
             ref_xy = np.c_[cat["x"], cat["y"]]
@@ -631,6 +635,13 @@ class Reducer:
             scheduler=cfg.scheduler,
             progress=self.progress,
             desc=f"photometry ({name})",
+            cache_dir=self.out_dir / ".work" / "photometry",
+            keys=[
+                task_key(
+                    "photometry", job_key, [(_file_id(p), m, sh) for p, m, sh in t[1]], t[2], t[3]
+                )
+                for t in tasks
+            ],
         )
         rows_by_band: dict[str, list] = defaultdict(list)
         for band, rows in zip(index, results, strict=True):
@@ -804,6 +815,12 @@ class Reducer:
             "alignment_methods": dict(Counter(s["method"] for s in self.frame_stats.values())),
         }
         atomic_write_text(self.out_dir / "summary.json", json.dumps(summary, indent=1))
+
+
+def _file_id(path: str) -> tuple[str, int, int]:
+    """A file's identity for task caches: path, size and modification time."""
+    st = Path(path).stat()
+    return (str(path), st.st_size, st.st_mtime_ns)
 
 
 def _isolated(xy, radius: float) -> np.ndarray:

@@ -75,6 +75,8 @@ def smp_record(result, *, binary_result=None) -> dict:
             "shift2_pixels": b.shift2,
             "separation_pixels": b.separation_pixels,
             "separation_arcsec": b.separation_arcsec,
+            "separation_err_pixels": b.separation_err_pixels,
+            "separation_err_arcsec": b.separation_err_arcsec,
             "delta_chi2": b.delta_chi2,
             "bic_single": b.bic_single,
             "bic_binary": b.bic_binary,
@@ -196,6 +198,7 @@ def _task(item: dict) -> dict:
 
     part = Path(item["part"])
     t0 = time.perf_counter()
+    c0 = time.process_time()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # recorded as flags in the result instead
@@ -213,6 +216,7 @@ def _task(item: dict) -> dict:
         record = {"status": "failed", "error": str(exc)}
     record["id"] = item["id"]
     record["seconds"] = time.perf_counter() - t0
+    record["cpu_seconds"] = time.process_time() - c0
     atomic_write_text(part, json.dumps(_jsonable(record)))
     return {"id": item["id"], "status": record["status"], "error": record["error"]}
 
@@ -234,6 +238,7 @@ def _row(record: dict) -> dict:
         "dof": record.get("dof"),
         "flags": ";".join(record.get("flags", [])),
         "seconds": record.get("seconds"),
+        "cpu_seconds": record.get("cpu_seconds"),
     }
     b = record.get("binary")
     if b is not None:
