@@ -477,3 +477,33 @@ def test_rerun_resumes_from_finished_tasks(tmp_path, monkeypatch):
     assert len(calls) == 1, "only the missing chunk is recomputed"
     for sid, table in first.items():
         np.testing.assert_array_equal(table["flux"], second[sid]["flux"])
+
+
+def test_masked_pixels_are_flagged_without_warnings(tmp_path):
+    """A NaN column through a star and a saturated-looking NaN patch: the reduction runs with
+    RuntimeWarnings as errors (pytest config), flags the affected measurements and keeps the
+    others finite."""
+    from astropy.io import fits
+
+    raw = tmp_path / "raw"
+    truth = simulate_observations(raw, 6, rng=51, bands=("g",), shape=(160, 160))
+    frame = truth.frames[3]
+    x, y = frame["xy"][2]
+    with fits.open(raw / frame["file"], mode="update") as hdul:
+        hdul[0].data[:, round(x)] = np.nan
+        hdul[0].data[:5, :5] = np.nan
+    reducer = Reducer(
+        raw, tmp_path / "out", config=ReduceConfig(scheduler="synchronous"), progress=False
+    )
+    reducer.create_catalogs()
+    lcs = reducer.photometry("optimal")["light_curves"]["g"]
+    frames = {f["file"]: f for f in truth.frames}
+    for table in lcs.values():
+        k, _ = _match_source(table, [frames[n] for n in table["file"]])
+        row = list(table["file"]).index(frame["file"])
+        if k == 2:
+            assert table["flags"][row] & 2, "masked pixels in the region must set flag 2"
+        unflagged = np.asarray(table["flags"]) == 0
+        assert np.all(np.isfinite(table["flux"][unflagged])) and np.all(
+            np.isfinite(table["flux_err"][unflagged])
+        )
