@@ -1,15 +1,34 @@
-"""ZOGY benchmark: null test, injected transients, sub-image mode, timing, peers.
+"""ZOGY benchmark: null test, injected transients, sub-image mode, timing against peers.
 
-Run: ``python benchmarks/bench_zogy.py [--sizes 2048 4096] [--quick]``. Peers
-(properimage, sfft) are used only when importable (install them in a separate venv);
-a missing peer is skipped with the reason printed.
+Run: ``python benchmarks/bench_zogy.py [--sizes 2048 4096] [--quick] [--peer-timeout S]``.
+
+Peers (properimage, sfft) are used only when importable: install them in a separate
+virtual environment (never into the project's), e.g.::
+
+    python3.11 -m venv /work/bench-venv && /work/bench-venv/bin/pip install -e .
+    /work/bench-venv/bin/pip install "setuptools<70" wheel
+    /work/bench-venv/bin/pip install --no-build-isolation tinynpydb
+    /work/bench-venv/bin/pip install properimage sfft
+
+and run this script with that interpreter. A missing or failing peer is skipped with
+the reason printed. Every method runs on the same simulated pair, in its own forked
+process (so that memory figures do not mix), one at a time. Peers get the reference
+already aligned on the science grid (integer + Fourier shift by the true offset: they
+have no translation path of their own), skyscene gets the raw exposures (its time
+includes the alignment). Recovered S/N: the value at the pixel nearest each S/N-10
+transient of properimage's and skyscene's S_corr; for sfft (a difference image without
+a score) the PSF-matched filter of its difference over that filter's robust scatter.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
+import os
 import resource
+import tempfile
 import time
+import traceback
 import tracemalloc
 
 import numpy as np
@@ -18,7 +37,7 @@ from skyscene.datasets.pairs import simulate_pair
 from skyscene.diffim import Zogy, ZogyConfig
 
 
-def _peak_rss_gb() -> float:
+def _rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
@@ -33,7 +52,8 @@ def _null(size: int, seed: int) -> None:
     print(
         f"null {size}² seed {seed}: S_corr mean {s.mean():+.4f} std {s.std():.4f}; "
         f"|S_corr|>5 pixels: {n5} ({n5 * scale:.0f} per 2048²); good fraction {r.good.mean():.3f}; "
-        f"flux ratio {r.flux_ratio:.4f} (true {pair.flux_ratio}); {dt:.2f} s"
+        f"flux ratio {r.flux_ratio:.4f} (true {pair.flux_ratio}); {dt:.2f} s",
+        flush=True,
     )
 
 
@@ -52,7 +72,8 @@ def _transients(size: int, seed: int) -> None:
     print(
         f"transients {size}² seed {seed}: {ok.sum()} unflagged; S_corr/expected at S/N≈10: "
         f"median {np.median(sc[near10] / snr[near10]):.3f} (n={near10.sum()}); "
-        f"flux pull mean {pull.mean():+.3f} std {pull.std():.3f}"
+        f"flux pull mean {pull.mean():+.3f} std {pull.std():.3f}",
+        flush=True,
     )
     for lo, hi in ((3, 5), (5, 7), (7, 9), (9, 11), (11, 13), (13, 15)):
         sel = (snr >= lo) & (snr < hi)
@@ -69,70 +90,192 @@ def _subimages(size: int, seed: int) -> None:
         r = Zogy(cfg)(pair.science, pair.reference)
         s = r.score_corr[r.good]
         print(
-            f"varying PSF {size}² {label}: S_corr std {s.std():.3f}, |S_corr|>5 pixels {int(np.sum(np.abs(s) > 5))}"
+            f"varying PSF {size}² {label}: S_corr std {s.std():.3f}, "
+            f"|S_corr|>5 pixels {int(np.sum(np.abs(s) > 5))}",
+            flush=True,
         )
 
 
-def _timing(size: int, seed: int) -> float:
-    pair = simulate_pair(shape=(size, size), rng=seed, n_transients=50, transient_snr=10.0)
-    tracemalloc.start()
-    t0 = time.perf_counter()
+# ----------------------------------------------------------------------------- methods
+
+
+def _aligned_reference(pair) -> tuple[np.ndarray, np.ndarray]:
+    """Reference data and saturation mask on the science grid (true offset)."""
+    ox, oy = pair.offset
+    tx, ty = round(ox), round(oy)
+    data = np.roll(pair.reference.data, (ty, tx), axis=(0, 1))
+    mask = np.roll(pair.reference.mask, (ty, tx), axis=(0, 1))
+    fy = np.fft.fftfreq(data.shape[0])[:, None]
+    fx = np.fft.rfftfreq(data.shape[1])[None, :]
+    ramp = np.exp(-2j * np.pi * (fx * (ox - tx) + fy * (oy - ty)))
+    data = np.fft.irfft2(np.fft.rfft2(data) * ramp, s=data.shape)
+    return data, mask
+
+
+def _nearest(image: np.ndarray, transients) -> np.ndarray:
+    ix = np.clip(np.round(np.asarray(transients["x"])).astype(int), 0, image.shape[1] - 1)
+    iy = np.clip(np.round(np.asarray(transients["y"])).astype(int), 0, image.shape[0] - 1)
+    return image[iy, ix]
+
+
+def _run_skyscene(pair, _ref, _ref_mask):
     r = Zogy()(pair.science, pair.reference)
-    dt = time.perf_counter() - t0
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    m = r.measure(pair.transients["x"], pair.transients["y"])
-    ok = m["mask"] == 0
-    print(
-        f"skyscene ZOGY {size}²: {dt:.2f} s, peak traced memory {peak / 1e9:.2f} GB "
-        f"(process max RSS {_peak_rss_gb():.2f} GB), median recovered S/N of S/N-10 transients "
-        f"{np.median(m['score_corr'][ok]):.2f}"
-    )
-    _peers(pair, size)
-    return dt
+    values = _nearest(r.score_corr, pair.transients)
+    good = _nearest(r.mask, pair.transients) == 0
+    return values[good]
 
 
-def _peers(pair, size: int) -> None:
+def _run_properimage(pair, ref, ref_mask):
+    from properimage import operations
+
+    new = np.ma.masked_array(pair.science.data, mask=pair.science.mask)
+    refm = np.ma.masked_array(ref, mask=ref_mask)
+    out = operations.subtract(ref=refm, new=new, smooth_psf=False, fitted_psf=True, iterative=False)
+    s_corr = np.asarray(np.real(out[2]))
+    return _nearest(s_corr, pair.transients)
+
+
+def _run_sfft(pair, ref, ref_mask):
+    from astropy.io import fits
+    from scipy.signal import fftconvolve
+    from sfft.CustomizedPacket import Customized_Packet
+
+    threads = len(os.sched_getaffinity(0))
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        sci = pair.science.data
+        bad = ref_mask | pair.science.mask
+        for name, data in (
+            ("ref", ref),
+            ("sci", sci),
+            ("mref", np.where(bad, 0.0, ref)),  # sfft fits its kernel on unmasked pixels
+            ("msci", np.where(bad, 0.0, sci)),
+        ):
+            paths[name] = os.path.join(tmp, f"{name}.fits")
+            fits.PrimaryHDU(np.asarray(data, np.float64)).writeto(paths[name])
+        paths["diff"] = os.path.join(tmp, "diff.fits")
+        Customized_Packet.CP(
+            FITS_REF=paths["ref"],
+            FITS_SCI=paths["sci"],
+            FITS_mREF=paths["mref"],
+            FITS_mSCI=paths["msci"],
+            ForceConv="REF",
+            GKerHW=8,
+            FITS_DIFF=paths["diff"],
+            KerPolyOrder=2,
+            BGPolyOrder=2,
+            ConstPhotRatio=True,
+            BACKEND_4SUBTRACT="Numpy",
+            NUM_CPU_THREADS_4SUBTRACT=threads,
+            VERBOSE_LEVEL=0,
+        )
+        diff = fits.getdata(paths["diff"]).astype(float)
+    psf = pair.science.psf.render((31, 31))
+    score = fftconvolve(np.nan_to_num(diff), psf[::-1, ::-1] / psf.sum(), mode="same")
+    bad = pair.science.mask | ref_mask
+    noise = 1.4826 * np.median(np.abs(score[~bad] - np.median(score[~bad])))
+    return _nearest(score, pair.transients) / noise
+
+
+METHODS = {
+    "skyscene ZOGY": _run_skyscene,
+    "properimage": _run_properimage,
+    "sfft": _run_sfft,
+}
+
+
+def _child(name, pair, ref, ref_mask, conn) -> None:
     try:
-        import properimage  # noqa: F401
-    except ImportError as exc:
-        print(f"  properimage: skipped ({exc})")
-    else:  # pragma: no cover - needs the peer
-        from properimage import operations
-
+        rss0 = _rss_gb()
+        tracemalloc.start()
         t0 = time.perf_counter()
-        _d, _p, _s, s_corr = operations.subtract(
-            ref=pair.reference.data,
-            new=pair.science.data,
-            smooth_psf=False,
-            fitted_psf=True,
-            iterative=False,
-        )
+        values = METHODS[name](pair, ref, ref_mask)
         dt = time.perf_counter() - t0
-        sc = np.asarray(s_corr.real if hasattr(s_corr, "real") else s_corr)
-        ix = np.round(pair.transients["x"]).astype(int)
-        iy = np.round(pair.transients["y"]).astype(int)
-        print(
-            f"  properimage {size}²: {dt:.2f} s, median S_corr at transients {np.median(sc[iy, ix]):.2f}"
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        conn.send(
+            {"time": dt, "peak": peak / 1e9, "rss": _rss_gb() - rss0, "snr": np.asarray(values)}
         )
+    except BaseException as exc:  # reported, never hidden: the peer is skipped
+        conn.send({"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()})
+    finally:
+        conn.close()
+
+
+def _available(name: str) -> str | None:
+    module = {"properimage": "properimage", "sfft": "sfft"}.get(name)
+    if module is None:
+        return None
     try:
-        import sfft  # noqa: F401
-    except ImportError as exc:
-        print(f"  sfft: skipped ({exc})")
+        __import__(module)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _timing(size: int, seed: int, timeout: float) -> None:
+    pair = simulate_pair(shape=(size, size), rng=seed, n_transients=50, transient_snr=10.0)
+    ref, ref_mask = _aligned_reference(pair)
+    ctx = mp.get_context("fork")
+    results = {}
+    for name in METHODS:
+        missing = _available(name)
+        if missing:
+            print(f"  {name} {size}²: skipped (not importable: {missing})", flush=True)
+            continue
+        parent, child = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_child, args=(name, pair, ref, ref_mask, child))
+        proc.start()
+        child.close()
+        if not parent.poll(timeout):
+            proc.kill()
+            proc.join()
+            print(f"  {name} {size}²: skipped (no result within {timeout:.0f} s)", flush=True)
+            continue
+        out = parent.recv()
+        proc.join()
+        if "error" in out:
+            print(f"  {name} {size}²: skipped (failed: {out['error']})", flush=True)
+            print("    " + out["trace"].strip().splitlines()[-3].strip(), flush=True)
+            continue
+        snr = out["snr"][np.isfinite(out["snr"])]
+        results[name] = out
+        print(
+            f"  {name} {size}²: {out['time']:.2f} s, peak traced memory {out['peak']:.2f} GB "
+            f"(RSS growth {out['rss']:.2f} GB), median recovered S/N of {len(snr)} "
+            f"S/N-10 transients {np.median(snr):.2f}",
+            flush=True,
+        )
+    ours = results.get("skyscene ZOGY")
+    peers = {k: v for k, v in results.items() if k != "skyscene ZOGY"}
+    if ours and peers:
+        fastest = min(peers, key=lambda k: peers[k]["time"])
+        print(
+            f"  {size}²: skyscene is {peers[fastest]['time'] / ours['time']:.1f}x faster than the "
+            f"fastest peer ({fastest}, {peers[fastest]['time']:.2f} s)",
+            flush=True,
+        )
+    elif ours:
+        print(f"  {size}²: no peer ran; no speed ratio", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096])
     parser.add_argument("--quick", action="store_true", help="timing only")
+    parser.add_argument(
+        "--peer-timeout", type=float, default=900.0, help="seconds per method and size"
+    )
     args = parser.parse_args()
+    print(f"CPU cores available: {len(os.sched_getaffinity(0))}", flush=True)
     if not args.quick:
         for seed in (1, 2):
             _null(2048, seed)
         _transients(2048, 3)
         _subimages(2048, 4)
     for size in args.sizes:
-        _timing(size, 5)
+        print(f"timing {size}² (seed 5, 50 transients of S/N 10):", flush=True)
+        _timing(size, 5, args.peer_timeout)
 
 
 if __name__ == "__main__":

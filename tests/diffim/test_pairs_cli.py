@@ -1,7 +1,5 @@
 """Simulator, partition, PSF estimation, sub-image mode, pipeline and CLI."""
 
-import argparse
-
 import numpy as np
 import pytest
 
@@ -54,15 +52,10 @@ def test_subimage_mode_runs_and_records_tiles():
 
 
 def _cli(argv):
-    from skyscene.cli import diffim
+    """The real console entry point (``skyscene -q ...``), all commands registered."""
+    from skyscene.cli import main
 
-    parser = argparse.ArgumentParser()
-    commands = parser.add_subparsers(dest="command")
-    simulate = commands.add_parser("simulate").add_subparsers(dest="what")
-    diffim.register(commands, simulate)
-    args = parser.parse_args(argv)
-    args.progress = False
-    return args.func(args)
+    return main(["-q", *argv])
 
 
 def test_cli_simulate_and_subtract(tmp_path):

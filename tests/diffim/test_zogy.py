@@ -125,6 +125,7 @@ def test_fixed_flux_ratio_and_too_few_sources_warn(null_pair):
         ({"flux_ratio": -1.0}, "flux_ratio must be positive"),
         ({"subimage_size": 10}, "subimage_size must be >= 64"),
         ({"contamination_limit": 2.0}, "contamination_limit must be in"),
+        ({"precision": "half"}, "precision must be .single. or .double."),
     ],
 )
 def test_config_validation(kwargs, match):
@@ -150,3 +151,27 @@ def test_wcs_reprojection_for_a_rotated_reference():
     r = Zogy()(pair.science, pair.reference.replace(wcs=wcs))
     assert r.alignment == "wcs-reproject"
     assert np.all(np.isfinite(r.score_corr))
+
+
+def test_star_matching_aligns_a_cropped_reference_without_wcs():
+    """No WCS and different shapes: stars are matched (alignment='star-matching'); the
+    reference, cut 7 px lower and 11 px further left, comes back on the science grid."""
+    pair = simulate_pair(shape=(384, 384), rng=42, n_transients=0)
+    science = pair.science.replace(wcs=None)
+    reference = pair.reference[7:384, 11:380].replace(wcs=None)
+    assert reference.shape != science.shape
+    r = Zogy()(science, reference)
+    assert r.alignment == "star-matching"
+    assert r.converged
+    assert r.flux_ratio == pytest.approx(pair.flux_ratio, rel=0.02)  # 14 stars at 384²
+    # the matched translation is applied as integer + Fourier shift: its fractional part
+    # equals that of the simulated offset (±0.05 px), as on the WCS path
+    total = -np.asarray(pair.offset)
+    frac = total - np.round(total)
+    assert np.allclose(r.shift, frac, atol=0.05)
+    # pixels the cropped reference does not cover are flagged EDGE, never scored
+    assert np.all(r.mask[:7] & MaskBits.EDGE) and np.all(r.mask[:, :11] & MaskBits.EDGE)
+    s = r.score_corr[r.good]
+    assert r.good.mean() > 0.7
+    assert abs(s.mean()) < 0.1  # 384²: ~0.02 standard error
+    assert s.std() == pytest.approx(1.0, abs=0.06)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.fft as sfft
@@ -133,7 +133,7 @@ class Spectra:
     ref: np.ndarray | None = None
     psf_new: np.ndarray | None = None
     psf_ref: np.ndarray | None = None
-    dtype: np.dtype = np.dtype(np.float64)
+    dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float64))
 
     @classmethod
     def compute(cls, new, ref, psf_new, psf_ref, *, dtype=np.float64) -> Spectra:
