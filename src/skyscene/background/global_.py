@@ -22,8 +22,8 @@ class GlobalBackground:
     ----------
     background : ndarray, shape (ny, nx)
         Background level, counts per pixel.
-    rms : ndarray, shape (ny, nx)
-        Per-pixel scatter of the background, counts.
+    rms : ndarray, shape (ny, nx), or None
+        Per-pixel scatter of the background, counts (None when not requested).
     level, rms_level : float
         Global (median) background and scatter.
     method : str
@@ -33,7 +33,7 @@ class GlobalBackground:
     """
 
     background: np.ndarray
-    rms: np.ndarray
+    rms: np.ndarray | None
     level: float
     rms_level: float
     method: str
@@ -48,6 +48,7 @@ def estimate_background(
     box_size: int = 64,
     filter_size: int = 3,
     method: str = "sep",
+    rms_map: bool = True,
 ) -> GlobalBackground:
     """Mesh background of an image with sources masked by sigma clipping.
 
@@ -63,6 +64,10 @@ def estimate_background(
     method : {"sep", "photutils"}
         sep (SExtractor algorithm, fast) or ``photutils.background.Background2D``
         (sigma-clipped median, more options).
+    rms_map : bool
+        Compute the per-pixel rms map (the global ``rms_level`` is always there); skip it
+        to save time when only the level map is needed. float32 input stays float32
+        with sep.
 
     Returns
     -------
@@ -73,7 +78,9 @@ def estimate_background(
     DataError
         No usable pixel.
     """
-    data = np.asarray(data, dtype=float)
+    data = np.asarray(data)
+    if data.dtype not in (np.float32, np.float64):
+        data = data.astype(float)
     if data.ndim != 2:
         raise DataError(f"background needs a 2-D image, got shape {data.shape}")
     bad = ~np.isfinite(data)
@@ -89,7 +96,8 @@ def estimate_background(
         bkg = sep.Background(
             np.ascontiguousarray(clean), mask=bad, bw=box, bh=box, fw=filter_size, fh=filter_size
         )
-        background, rms = bkg.back(), bkg.rms()
+        background = bkg.back(dtype=data.dtype)
+        rms = bkg.rms(dtype=data.dtype) if rms_map else None
         level, rms_level = float(bkg.globalback), float(bkg.globalrms)
     elif method == "photutils":
         from astropy.stats import SigmaClip
@@ -104,7 +112,8 @@ def estimate_background(
             bkg_estimator=MedianBackground(),
             exclude_percentile=50.0,
         )
-        background, rms = np.asarray(bkg2d.background), np.asarray(bkg2d.background_rms)
+        background = np.asarray(bkg2d.background)
+        rms = np.asarray(bkg2d.background_rms) if rms_map else None
         level, rms_level = float(bkg2d.background_median), float(bkg2d.background_rms_median)
     else:
         raise ParameterError(f"background method must be 'sep' or 'photutils', got {method!r}")

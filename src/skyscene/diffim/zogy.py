@@ -651,7 +651,11 @@ def _background(data, bad, config: ZogyConfig, name: str):
     if bad.all():
         raise DataError(f"{name}: every pixel is masked or non-finite")
     bkg = estimate_background(
-        data, mask=bad, box_size=config.background_box, filter_size=config.background_filter
+        data,
+        mask=bad,
+        box_size=config.background_box,
+        filter_size=config.background_filter,
+        rms_map=False,
     )
     sigma = float(bkg.rms_level)
     if not (math.isfinite(sigma) and sigma > 0):
@@ -927,7 +931,11 @@ class Zogy:
         b = 4 if box % 4 == 0 and min(ny, nx) >= 4 * box else 1
         if b == 1:
             return estimate_background(
-                difference, mask=bad, box_size=box, filter_size=self.config.background_filter
+                difference,
+                mask=bad,
+                box_size=box,
+                filter_size=self.config.background_filter,
+                rms_map=False,
             ).background.astype(difference.dtype, copy=False)
         my, mx = ny // b * b, nx // b * b
         binned = difference[:my, :mx].reshape(my // b, b, mx // b, b).mean(axis=(1, 3))
@@ -935,7 +943,11 @@ class Zogy:
         if bad_b.all():
             return np.zeros_like(difference)
         coarse = estimate_background(
-            binned, mask=bad_b, box_size=box // b, filter_size=self.config.background_filter
+            binned,
+            mask=bad_b,
+            box_size=box // b,
+            filter_size=self.config.background_filter,
+            rms_map=False,
         ).background
         # bilinear back to full resolution (binned pixel centres at (b - 1) / 2 + b i)
         yc = (np.arange(ny) - (b - 1) / 2.0) / b
