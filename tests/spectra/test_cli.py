@@ -82,6 +82,7 @@ def test_fit_mixture_writes_json_csv_and_plot(simulated, tmp_path, capsys):
     assert abs(result["mixture"]["c"]["value"] - 0.35) < 0.05
     assert result["comparison"]["preferred"] == "mixture"
     assert result["mixture"]["config"]["resolution"] == 30000.0
+    assert result["mixture"]["config"]["interpolation"] == "emulator"  # the default
     table = np.genfromtxt(tmp_path / "spectrum_mixture_model.csv", delimiter=",", names=True)
     assert set(table.dtype.names) >= {
         "wavelength",

@@ -13,7 +13,7 @@ BOUNDS = dict(resolution=R, rv_bounds=(-50.0, 50.0), vsini_bounds=(0.0, 30.0))
 RANGE = (5320.0, 5680.0)
 
 
-def spectrum(toy_model, *, t1=5150.0, t2=None, c=0.0, rng=0, n_orders=1, pixels=4096):
+def spectrum(toy_model, *, t1=5150.0, t2=None, c=0.0, rng=0, n_orders=1, pixels=4096, snr=100.0):
     return simulate_spectrum(
         theta1=(t1, 4.5, 0.0),
         theta2=None if t2 is None else (t2, 4.5, 0.0),
@@ -25,6 +25,7 @@ def spectrum(toy_model, *, t1=5150.0, t2=None, c=0.0, rng=0, n_orders=1, pixels=
         n_orders=n_orders,
         pixels_per_order=pixels // n_orders,
         model=toy_model,
+        snr=snr,
         rng=rng,
     )
 
@@ -55,6 +56,32 @@ def test_two_component_spectra_are_recovered(mixture_fits):
         assert m.q_[0] == pytest.approx(truth["q"][0], rel=0.2)  # q at the fitted T2
 
 
+@pytest.mark.parametrize("t1, t2, c", [(5150.0, 3820.0, 0.35), (4940.0, 4110.0, 0.45)])
+def test_emulator_makes_the_truth_as_good_as_the_best_fit(fit_grid, toy_model, t1, t2, c):
+    """Noise-free spectrum, weights of S/N 100, all parameters between grid nodes.
+
+    χ² at the true parameters measures the model error: with the emulator it is well
+    below 1 (measured 0.3–0.4) and the fit lands on the truth; multilinear interpolation
+    adds χ² ≈ 25 and biases the fit (measured: T₂ 70 K and c 0.016 too low, ≈ 2–3σ).
+    """
+    s = spectrum(toy_model, t1=t1, t2=t2, c=c, rng=10, snr=1e9)
+    sigma = np.full(s.flux.size, s.flux.mean() / 100.0)
+    truth = np.array([t1, 4.5, 0.0, t2, c, 7.0, 12.3])
+    chi2_truth = {}
+    for interpolation in ("emulator", "linear"):
+        model = MixtureModel(fit_grid, interpolation=interpolation, **BOUNDS)
+        model._setup(s.wavelength, s.flux, sigma, None)
+        chi2_truth[interpolation] = model._objective(truth)[1]
+    assert chi2_truth["emulator"] < 1.0
+    assert chi2_truth["linear"] > 20 * chi2_truth["emulator"]
+    m = MixtureModel(fit_grid, **BOUNDS).fit(s.wavelength, s.flux, sigma, rng=0)
+    assert m.chi2_ <= chi2_truth["emulator"] + 1e-6  # the optimiser reaches the minimum
+    assert abs(m.c_ - c) < 0.1 * m.c_err_  # bias ≪ σ
+    assert abs(m.theta2_[0] - t2) < 0.1 * m.theta2_err_[0]
+    assert abs(m.theta1_[0] - t1) < 0.1 * m.theta1_err_[0]
+    assert abs(m.vsini_ - 7.0) < 0.5 * m.vsini_err_
+
+
 def test_predict_reproduces_the_data(mixture_fits):
     s, m = mixture_fits[0]
     pred = m.predict_components(s.wavelength)
@@ -82,7 +109,7 @@ def test_single_component_spectrum_prefers_the_single_model(fit_grid, toy_model)
     two = MixtureModel(fit_grid, **BOUNDS).fit(s.wavelength, s.flux, s.sigma, rng=0)
     assert one.c_ == 0.0 and one.theta2_ is None
     assert abs(one.theta1_[0] - 5080.0) < 30.0
-    assert two.c_ < 0.03 or two.c_ < 3 * two.c_err_  # consistent with 0
+    assert two.c_ < 2 * two.c_err_  # consistent with 0 (ties between optima go to c = 0)
     cmp = compare_models(one, two)
     assert cmp.preferred == "single" and cmp.delta_bic < 0
     assert cmp.delta_chi2 < 3 * 3  # the extra parameters buy at most a few units of χ²
@@ -178,6 +205,12 @@ def test_bad_configuration_is_named(fit_grid, small_grid, toy_model):
     with pytest.raises(ParameterError, match=r"flux_ratio='spline': choose 'grid' or 'pairs'"):
         MixtureModel(fit_grid, flux_ratio="spline", **BOUNDS).fit(*args)
     with pytest.raises(
+        ParameterError, match=r"interpolation='cubic': choose 'emulator' or 'linear'"
+    ):
+        MixtureModel(fit_grid, interpolation="cubic", **BOUNDS).fit(*args)
+    with pytest.raises(ParameterError, match=r"emulator_tolerance=-1.0 must be a positive number"):
+        SingleComponentModel(fit_grid, emulator_tolerance=-1.0, **BOUNDS).fit(*args)
+    with pytest.raises(
         ParameterError, match=r"vsini_bounds=\(5.0, 1.0\) must satisfy 0 <= min < max"
     ):
         MixtureModel(fit_grid, resolution=R, vsini_bounds=(5.0, 1.0)).fit(*args)
@@ -199,3 +232,36 @@ def test_prediction_outside_fitted_orders(mixture_fits):
         m.predict(np.array([5000.0, 5400.0]))
     with pytest.raises(ParameterError, match=r"orders \[3\] were not fitted"):
         m.predict(np.array([5400.0]), orders=[3])
+
+
+def test_grid_not_uniform_in_log_wavelength_is_resampled_once(fit_grid, toy_model):
+    wl = np.linspace(5300.0, 5700.0, 8192)  # uniform in λ, not in ln λ
+    flux = np.array([toy_model.flux(wl, p) for p in fit_grid.parameters])
+    grid = SpectralGrid(wl, fit_grid.parameters, flux, names=fit_grid.names)
+    s = spectrum(toy_model, t1=5080.0, rng=25, pixels=2048)
+    first = SingleComponentModel(grid, **BOUNDS).fit(s.wavelength, s.flux, s.sigma)
+    second = MixtureModel(grid, **BOUNDS).fit(s.wavelength, s.flux, s.sigma, rng=0)
+    assert abs(first.theta1_[0] - 5080.0) < 3 * first.theta1_err_[0]
+    assert second._emulator is first._emulator  # resampled and emulated once per grid
+
+
+def test_pulls_over_seeded_realisations(fit_grid, toy_model):
+    """Six seeded noise realisations (S/N 100) of one off-node spotted star: the MAP
+    errors describe the scatter, pulls ~ N(0, 1) (measured: means 0.1–0.4, std 0.8–1.1;
+    for six draws |mean| < 1 and 0.4 < std < 1.8)."""
+    clean = spectrum(toy_model, t1=5130.0, t2=3870.0, c=0.3, rng=100, snr=1e9)
+    sigma = np.full(clean.flux.size, clean.flux.mean() / 100.0)
+    pulls = []
+    for seed in range(6):
+        flux = clean.flux + np.random.default_rng(seed).normal(0.0, sigma)
+        m = MixtureModel(fit_grid, **BOUNDS).fit(clean.wavelength, flux, sigma, rng=0)
+        pulls.append(
+            [
+                (m.c_ - 0.3) / m.c_err_,
+                (m.theta2_[0] - 3870.0) / m.theta2_err_[0],
+                (m.theta1_[0] - 5130.0) / m.theta1_err_[0],
+            ]
+        )
+    pulls = np.array(pulls)
+    assert np.all(np.abs(pulls.mean(axis=0)) < 1.0)
+    assert np.all((pulls.std(axis=0) > 0.4) & (pulls.std(axis=0) < 1.8))

@@ -40,6 +40,7 @@ def _fit(args) -> int:
         "continuum_degree": args.continuum_degree,
         "vsini_bounds": (0.0, args.vsini_max),
         "rv_bounds": (args.rv_min, args.rv_max),
+        "interpolation": args.interpolation,
     }
     if args.mixture:
         kwargs["shared"] = tuple(s for s in args.shared.split(",") if s)
@@ -147,6 +148,13 @@ def register(commands, simulate) -> None:
     f.add_argument("--rv-max", type=float, default=200.0, help="upper RV bound [km/s]")
     f.add_argument("--shared", default="logg,FeH", help="parameters shared by both components")
     f.add_argument("--flux-ratio", default="grid", choices=["grid", "pairs"], help="q_m approach")
+    f.add_argument(
+        "--interpolation",
+        default="emulator",
+        choices=["emulator", "linear"],
+        help="grid spectra between nodes: ln-flux eigenspectra with cubic-spline weights "
+        "(default) or multilinear (reference)",
+    )
     f.add_argument("--out-dir", help="output folder (default: the spectrum's folder)")
     f.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     f.set_defaults(func=_fit)

@@ -9,9 +9,14 @@ can be compared (:func:`compare_models`).
 """
 
 from skyscene.spectra.broadening import broaden, doppler_factor, log_lambda_grid, resample
+from skyscene.spectra.emulator import SpectralEmulator
 from skyscene.spectra.fluxratio import MeanFluxRatio, PairwiseFluxRatio, make_flux_ratio
 from skyscene.spectra.grid import SpectralGrid
-from skyscene.spectra.interpolate import RegularGridInterpolator, SpectrumInterpolator
+from skyscene.spectra.interpolate import (
+    CubicSplineInterpolator,
+    RegularGridInterpolator,
+    SpectrumInterpolator,
+)
 from skyscene.spectra.mixture import (
     MixtureModel,
     ModelComparison,
@@ -24,6 +29,7 @@ from skyscene.spectra.readers import READERS, GridReader, PhoenixACESReader, get
 
 __all__ = [
     "READERS",
+    "CubicSplineInterpolator",
     "GridReader",
     "MeanFluxRatio",
     "MixtureModel",
@@ -32,6 +38,7 @@ __all__ = [
     "PhoenixACESReader",
     "RegularGridInterpolator",
     "SingleComponentModel",
+    "SpectralEmulator",
     "SpectralFit",
     "SpectralGrid",
     "SpectrumInterpolator",

@@ -9,10 +9,11 @@ ratio of the *raw* mean fluxes q_m must be interpolated separately. Two approach
 
 :class:`MeanFluxRatio` (default)
     Tabulate s_m(θ) = mean raw flux in order m at every grid node, interpolate
-    ln s_m multilinearly on the 3-D regular grid (in 1/Teff along the temperature
-    axis, where ln s ≈ const − hc/λkT for a Planck continuum in the Wien regime),
-    and take q_m = exp(ln s_m(θ₂) − ln s_m(θ₁)). Memory O(n_grid), cost two 8-corner
-    interpolations.
+    ln s_m on the 3-D regular grid with tensor-product cubic splines (in 1/Teff along
+    the temperature axis, where ln s ≈ const − hc/λkT for a Planck continuum in the
+    Wien regime), and take q_m = exp(ln s_m(θ₂) − ln s_m(θ₁)). Memory O(n_grid), cost
+    two spline-weight evaluations (~50 µs). ``cubic=False`` gives the multilinear
+    variant (max error 10–30 times larger, see the benchmark).
 
 :class:`PairwiseFluxRatio`
     The direct approach: tabulate q_m for all n_grid² pairs of grid points and
@@ -31,7 +32,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from skyscene.errors import ParameterError
-from skyscene.spectra.interpolate import RegularGridInterpolator, is_temperature_name
+from skyscene.spectra.interpolate import (
+    CubicSplineInterpolator,
+    RegularGridInterpolator,
+    is_temperature_name,
+)
 
 __all__ = [
     "FLUX_RATIO_METHODS",
@@ -73,7 +78,9 @@ class MeanFluxRatio:
     log : bool, optional
         Interpolate ln s_m (default) rather than s_m.
     inverse_temperature : bool, optional
-        Interpolate linearly in 1/Teff along the temperature axis (default True).
+        Interpolate in 1/Teff along the temperature axis (default True).
+    cubic : bool, optional
+        Tensor-product cubic splines (default) rather than multilinear interpolation.
 
     Examples
     --------
@@ -88,7 +95,13 @@ class MeanFluxRatio:
     method = "grid"
 
     def __init__(
-        self, grid, wavelength_ranges, *, log: bool = True, inverse_temperature: bool = True
+        self,
+        grid,
+        wavelength_ranges,
+        *,
+        log: bool = True,
+        inverse_temperature: bool = True,
+        cubic: bool = True,
     ):
         self.log = log
         s = order_mean_flux(grid, wavelength_ranges)
@@ -98,9 +111,14 @@ class MeanFluxRatio:
             (np.reciprocal if inverse_temperature and is_temperature_name(n) else None)
             for n in grid.names
         ]
-        self._interp = RegularGridInterpolator(
-            grid.axes, cube, names=grid.names, transforms=transforms
-        )
+        cls = CubicSplineInterpolator if cubic else RegularGridInterpolator
+        self._interp = cls(grid.axes, cube, names=grid.names, transforms=transforms)
+
+    def log_mean_flux(self, theta: Sequence[float]) -> np.ndarray:
+        """Interpolated ln s_m(θ) of each order, shape (n_orders,) (``log=True`` only)."""
+        if not self.log:
+            raise ParameterError("log_mean_flux needs MeanFluxRatio(..., log=True)")
+        return self._interp(theta)
 
     def mean_flux(self, theta: Sequence[float]) -> np.ndarray:
         """Interpolated mean raw flux s_m(θ) of each order, shape (n_orders,)."""

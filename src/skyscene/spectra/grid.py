@@ -104,7 +104,7 @@ class SpectralGrid:
         self.meta = dict(meta or {})
         for arr in (self.wavelength, self.parameters, self.flux):
             arr.flags.writeable = False
-        self._cube = None
+        self._cube: np.ndarray | None = None
 
     # ------------------------------------------------------------------ structure
     @property
@@ -147,13 +147,14 @@ class SpectralGrid:
 
     def cube(self) -> np.ndarray:
         """Flux reshaped to (n_1, ..., n_d, n_wl) along :attr:`axes` (regular grids only)."""
-        if self._cube is None:
+        cube = self._cube
+        if cube is None:
             order = self._cube_order()
             shape = tuple(a.size for a in self.axes)
             cube = np.asarray(self.flux, dtype=float)[order].reshape((*shape, self.n_wavelength))
             cube.flags.writeable = False
             self._cube = cube
-        return self._cube
+        return cube
 
     def index(self, params: Sequence[float]) -> int:
         """Row of the grid point with exactly these parameters (ParameterError if none)."""
@@ -165,19 +166,46 @@ class SpectralGrid:
             )
         return int(hit[0])
 
-    def spectrum(self, params: Sequence[float]) -> np.ndarray:
-        """Raw flux at any parameters inside the grid (multilinear interpolation).
+    def spectrum(self, params: Sequence[float], *, method: str = "linear") -> np.ndarray:
+        """Raw flux at any parameters inside the grid.
+
+        Parameters
+        ----------
+        params : sequence of float
+            One value per grid parameter.
+        method : {"linear", "emulator"}
+            Multilinear interpolation of the raw flux (default), or the spectral
+            emulator (:meth:`emulator`: ln-flux eigenspectra with cubic-spline weights,
+            far more accurate between nodes; built once, cached).
 
         Raises
         ------
         ParameterError
             If a parameter is outside the grid range (never returns NaN).
         """
+        if method == "emulator":
+            return self.emulator()(params)
+        if method != "linear":
+            raise ParameterError(f"method={method!r}: choose 'linear' or 'emulator'")
         from skyscene.spectra.interpolate import SpectrumInterpolator
 
         if getattr(self, "_interp", None) is None:
             self._interp = SpectrumInterpolator(self)
         return self._interp(params)
+
+    def emulator(self, *, tolerance: float = 1e-6, max_components: int | None = None):
+        """The :class:`~skyscene.spectra.emulator.SpectralEmulator` of this grid (cached).
+
+        Built on first use (one SVD of the ln-flux matrix, seconds for ~700 × 16384)
+        and kept for later calls with the same settings.
+        """
+        from skyscene.spectra.emulator import SpectralEmulator
+
+        key = (float(tolerance), max_components)
+        cache = self.__dict__.setdefault("_emulators", {})
+        if key not in cache:
+            cache[key] = SpectralEmulator(self, tolerance=tolerance, max_components=max_components)
+        return cache[key]
 
     def __repr__(self) -> str:
         ranges = ", ".join(
@@ -211,7 +239,7 @@ class SpectralGrid:
         """Linearly resample onto ``wavelength``, or onto a ln λ grid of step ``dv`` km/s."""
         if (wavelength is None) == (dv is None):
             raise ParameterError("resample: give exactly one of wavelength= or dv=")
-        if wavelength is None:
+        if wavelength is None and dv is not None:
             wavelength = log_lambda_grid(self.wavelength[0], self.wavelength[-1], dv=dv)
             wavelength = wavelength[wavelength <= self.wavelength[-1]]
         new = check_wavelength(wavelength)
@@ -338,10 +366,12 @@ class SpectralGrid:
             if common is None:
                 lo = max(wl[0], wavelength_range[0]) if wavelength_range else wl[0]
                 hi = min(wl[-1], wavelength_range[1]) if wavelength_range else wl[-1]
-                if dv is None and resolution is None:
+                step = dv
+                if step is None and resolution is not None:
+                    step = C_KMS / resolution / 3.0
+                if step is None:
                     common = wl[(wl >= lo) & (wl <= hi)]
                 else:
-                    step = dv if dv is not None else C_KMS / resolution / 3.0
                     common = log_lambda_grid(lo, hi, dv=step)
                     common = common[common <= hi]
             params_list.append([float(p) for p in params])

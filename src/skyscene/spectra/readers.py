@@ -102,7 +102,7 @@ class PhoenixACESReader:
         directory = Path(directory)
         if not directory.is_dir():
             raise InputFileError(f"raw spectra folder {str(directory)!r} does not exist")
-        found = {}
+        found: dict[tuple[float, ...], Path] = {}
         for path in sorted(directory.rglob("lte*.PHOENIX-ACES-AGSS-COND-2011-HiRes.fits")):
             parsed = self.parse(path.name)
             if parsed is None:
