@@ -182,18 +182,22 @@ def test_result_table_columns():
 
 
 def test_aperture_weights_area():
-    photometer = AperturePhotometer(radius=3.0, subpixels=16)
-    weights = photometer.weights(np.array([[10.3, 10.7]]), SHAPE, 6)
-    # overlap fractions sum to the ellipse area pi (3 sigma)² (subpixel sampling: 0.5 %)
-    assert abs(weights.sum() / (math.pi * (3 * SIGMA) ** 2) - 1) < 5e-3
-    assert weights.min() >= 0 and weights.max() <= 1
+    area = math.pi * (3 * SIGMA) ** 2
+    # exact overlap (default): the fractions sum to the ellipse area pi (3 sigma)^2 to 1e-10
+    exact = AperturePhotometer(radius=3.0).weights(np.array([[10.3, 10.7]]), SHAPE, 6)
+    assert abs(exact.sum() / area - 1) < 1e-10
+    assert exact.min() >= 0 and exact.max() <= 1
+    # sub-pixel sampling: within 0.5 % of the area and of the exact fractions
+    sub = AperturePhotometer(radius=3.0, subpixels=16).weights(np.array([[10.3, 10.7]]), SHAPE, 6)
+    assert abs(sub.sum() / area - 1) < 5e-3
+    assert np.max(np.abs(sub - exact)) < 0.05
 
 
 @pytest.mark.parametrize(
     ("factory", "match"),
     [
         (lambda: AperturePhotometer(radius=0.0), r"radius must be positive, got 0\.0"),
-        (lambda: AperturePhotometer(subpixels=0), r"subpixels must be >= 1, got 0"),
+        (lambda: AperturePhotometer(subpixels=-1), r"subpixels must be >= 0 \(0: exact overlap\), got -1"),
         (lambda: OptimalPhotometer(radius=-1.0), r"radius must be positive, got -1\.0"),
     ],
 )

@@ -42,6 +42,9 @@ FLAGS = {
 
 
 def _nan_data(exposure) -> np.ndarray:
+    """Pixel values with NaN where masked (no copy when nothing is masked)."""
+    if not exposure.mask.any():
+        return exposure.data
     return np.where(exposure.mask, np.nan, exposure.data)
 
 
@@ -160,8 +163,8 @@ class AperturePhotometer:
     local_background : callable
         Local background estimator (see :mod:`skyscene.background.local`).
     subpixels : int
-        Each pixel is split into ``subpixels²`` sub-pixels to compute its overlap with
-        the ellipse (photutils' ``method="subpixel"``), vectorised over all positions.
+        0 (default): exact geometric overlap of each pixel with the ellipse (photutils'
+        ``method="exact"``); n > 0: each pixel split into n² sub-pixels.
     name : str
         Label used in output folders.
 
@@ -173,37 +176,47 @@ class AperturePhotometer:
 
     radius: float = 3.0
     local_background: Callable = local_background_mean
-    subpixels: int = 8
+    subpixels: int = 0
     name: str = "aperture"
 
     def __post_init__(self) -> None:
         if not self.radius > 0:
             raise ParameterError(f"radius must be positive, got {self.radius!r}")
-        if int(self.subpixels) < 1:
-            raise ParameterError(f"subpixels must be >= 1, got {self.subpixels!r}")
+        if int(self.subpixels) < 0:
+            raise ParameterError(
+                f"subpixels must be >= 0 (0: exact overlap), got {self.subpixels!r}"
+            )
 
     def weights(self, positions, shape, half: int) -> np.ndarray:
-        """Overlap fraction of each box pixel with each ellipse, shape ``(N, 2h+1, 2h+1)``."""
-        n = int(self.subpixels)
-        sub = (np.arange(n) + 0.5) / n - 0.5
-        ix = np.round(positions[:, 0])
-        iy = np.round(positions[:, 1])
-        off = np.arange(-half, half + 1, dtype=float)
-        # sub-pixel sample coordinates relative to each source centre
-        ux = (
-            (ix - positions[:, 0])[:, None, None] + off[None, :, None] + sub[None, None, :]
-        )  # (N, box, n)
-        uy = (iy - positions[:, 1])[:, None, None] + off[None, :, None] + sub[None, None, :]
-        c, s = math.cos(shape.theta), math.sin(shape.theta)
-        a2 = (self.radius * shape.sigma_major) ** 2
-        b2 = (self.radius * shape.sigma_minor) ** 2
-        # inside test for each (y-sample, x-sample): ((x c + y s)^2 / a2 + (-x s + y c)^2 / b2 <= 1)
-        X = ux[:, None, None, :, :]  # (N, 1, 1, box_x, n)
-        Y = uy[:, :, :, None, None]  # (N, box_y, n, 1, 1)
-        u = X * c + Y * s
-        v = -X * s + Y * c
-        inside = (u * u / a2 + v * v / b2) <= 1.0  # (N, box_y, n, box_x, n)
-        return inside.mean(axis=(2, 4))
+        """Overlap fraction of each box pixel with each ellipse, shape ``(N, 2h+1, 2h+1)``.
+
+        Exact geometric overlap (``subpixels=0``) or sub-pixel sampling, computed by
+        ``photutils.geometry.elliptical_overlap_grid``.
+        """
+        from photutils.geometry import elliptical_overlap_grid
+
+        size = 2 * half + 1
+        a = self.radius * shape.sigma_major
+        b = self.radius * shape.sigma_minor
+        exact = 1 if self.subpixels == 0 else 0
+        out = np.empty((len(positions), size, size))
+        for k, (x, y) in enumerate(positions):
+            x0 = round(x) - half - 0.5 - x
+            y0 = round(y) - half - 0.5 - y
+            out[k] = elliptical_overlap_grid(
+                x0,
+                x0 + size,
+                y0,
+                y0 + size,
+                size,
+                size,
+                a,
+                b,
+                shape.theta,
+                exact,
+                max(self.subpixels, 1),
+            )
+        return out
 
     def __call__(self, exposure, positions, shape):
         """Measure ``exposure`` at ``positions`` (``(N, 2)``, pixels) with PSF ``shape``."""
