@@ -48,8 +48,12 @@ def test_variable_follows_its_sinusoid_with_two_percent_rms(sim):
     assert var["amplitude"] == pytest.approx(np.sqrt(2) * 0.02, rel=1e-12)
     for frame in truth.frames:
         base = truth.sources[k]["flux"][frame["band"]]
-        phase = 2 * np.pi * var["frequency_hz"] * frame["seconds"] - var["phase_lags"][frame["band"]]
-        assert frame["flux"][k] == pytest.approx(base * (1 + var["amplitude"] * np.sin(phase)), rel=1e-12)
+        phase = (
+            2 * np.pi * var["frequency_hz"] * frame["seconds"] - var["phase_lags"][frame["band"]]
+        )
+        assert frame["flux"][k] == pytest.approx(
+            base * (1 + var["amplitude"] * np.sin(phase)), rel=1e-12
+        )
 
 
 def test_pixels_hold_the_injected_flux(sim):
@@ -64,8 +68,12 @@ def test_pixels_hold_the_injected_flux(sim):
     for k, (x, y) in enumerate(frame["xy"]):
         box = (np.abs(xx - x) <= 10) & (np.abs(yy - y) <= 10)
         measured = np.sum((data - sky)[box])
-        noise = np.sqrt(np.sum(sky[box] / truth.gain + truth.read_noise**2) + frame["flux"][k] / truth.gain)
-        assert abs(measured - frame["flux"][k]) < 5 * noise, f"source {k}: {measured:.0f} vs {frame['flux'][k]:.0f}"
+        noise = np.sqrt(
+            np.sum(sky[box] / truth.gain + truth.read_noise**2) + frame["flux"][k] / truth.gain
+        )
+        assert abs(measured - frame["flux"][k]) < 5 * noise, (
+            f"source {k}: {measured:.0f} vs {frame['flux'][k]:.0f}"
+        )
 
 
 def test_truth_json_round_trip(sim):

@@ -210,12 +210,14 @@ def test_malformed_keywords(keys, match):
     assert info.value.key in str(info.value), "the message names the offending keyword"
 
 
-
-
 @pytest.mark.parametrize(
     ("keys", "key", "match"),
     [
-        ({"EXPTIME": -5.0}, "EXPTIME", r"f\.fits: exposure time must not be negative \(EXPTIME = -5\.0\)"),
+        (
+            {"EXPTIME": -5.0},
+            "EXPTIME",
+            r"f\.fits: exposure time must not be negative \(EXPTIME = -5\.0\)",
+        ),
         ({"GAIN": 0.0}, "GAIN", r"f\.fits: gain must be positive \(GAIN = 0\.0\)"),
     ],
 )

@@ -197,7 +197,10 @@ def test_aperture_weights_area():
     ("factory", "match"),
     [
         (lambda: AperturePhotometer(radius=0.0), r"radius must be positive, got 0\.0"),
-        (lambda: AperturePhotometer(subpixels=-1), r"subpixels must be >= 0 \(0: exact overlap\), got -1"),
+        (
+            lambda: AperturePhotometer(subpixels=-1),
+            r"subpixels must be >= 0 \(0: exact overlap\), got -1",
+        ),
         (lambda: OptimalPhotometer(radius=-1.0), r"radius must be positive, got -1\.0"),
     ],
 )

@@ -488,7 +488,7 @@ def test_masked_pixels_are_flagged_without_warnings(tmp_path):
     raw = tmp_path / "raw"
     truth = simulate_observations(raw, 6, rng=51, bands=("g",), shape=(160, 160))
     frame = truth.frames[3]
-    x, y = frame["xy"][2]
+    x, _y = frame["xy"][2]
     with fits.open(raw / frame["file"], mode="update") as hdul:
         hdul[0].data[:, round(x)] = np.nan
         hdul[0].data[:5, :5] = np.nan
