@@ -74,7 +74,7 @@ def _scaled(psf, scale: float):
     if scale == 1.0:
         return psf
     if isinstance(psf, GaussianPSF):
-        return GaussianPSF(psf.sigma_major * scale, psf.sigma_minor * scale, psf.theta)
+        return GaussianPSF(psf.sigma_major * scale, psf.minor * scale, psf.theta)
     return MoffatPSF(psf.alpha_major * scale, psf.beta, psf.alpha_minor * scale, psf.theta)
 
 

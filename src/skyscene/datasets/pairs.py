@@ -530,7 +530,7 @@ def simulate_pair(
 
     zp_ref = 30.0
     zp_new = zp_ref + 2.5 * math.log10(flux_ratio)
-    common = {"band": "r", "read_noise": read_noise}
+    common: dict[str, Any] = {"band": "r", "read_noise": read_noise}
     science = Exposure(
         data=new_img,
         variance=new_var,

@@ -22,6 +22,7 @@ import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -138,7 +139,7 @@ class ToyStellarModel:
         teff, logg, feh = (float(p) for p in params)
         prof = profiles if profiles is not None else self.profiles(wavelength)
         a = self.strengths(teff, logg, feh)
-        return sum(a[s] * prof[s] for s in prof)
+        return cast(np.ndarray, sum(a[s] * prof[s] for s in prof))
 
     def flux(self, wavelength, params: Sequence[float], *, profiles=None) -> np.ndarray:
         """Exact toy surface flux (erg/s/cm²/cm) at (Teff [K], log g, [Fe/H])."""

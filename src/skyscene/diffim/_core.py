@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.fft as sfft
 
+from skyscene.errors import ParameterError
+
 __all__ = [
     "Spectra",
     "ZogyProducts",
@@ -179,9 +181,26 @@ class Spectra:
         out = sfft.irfft2(spectrum, s=self.grid, workers=_WORKERS, overwrite_x=True)
         return out[: self.shape[0], : self.shape[1]]
 
+    def _psf_stamps(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(psf_new, psf_ref)``; raises if these spectra were built without the stamps."""
+        if self.psf_new is None or self.psf_ref is None:
+            raise ParameterError(
+                "Spectra has no PSF stamps (psf_new/psf_ref is None); build it with Spectra.compute"
+            )
+        return self.psf_new, self.psf_ref
+
+    def _images(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(new, ref)``; raises if these spectra were built without the images."""
+        if self.new is None or self.ref is None:
+            raise ParameterError(
+                "Spectra has no images (new/ref is None); build it with Spectra.compute"
+            )
+        return self.new, self.ref
+
     def kernel_grid(self) -> tuple[int, int]:
         """Small grid for the compact ZOGY kernels: four PSF sizes (at least 64)."""
-        m = max(self.psf_new.shape[0], self.psf_ref.shape[0], self.psf_new.shape[1])
+        psf_new, psf_ref = self._psf_stamps()
+        m = max(psf_new.shape[0], psf_ref.shape[0], psf_new.shape[1])
         n = sfft.next_fast_len(max(4 * m, 64), real=True)
         return (n, n)
 
@@ -247,8 +266,9 @@ class _SmallKernels:
 
 def _small_kernels(spectra: Spectra, sigma_new, sigma_ref, fn, fr, flux_zeropoint):
     grid = spectra.kernel_grid()
-    pn_hat = psf_spectrum(spectra.psf_new, grid)
-    pr_hat = psf_spectrum(spectra.psf_ref, grid)
+    psf_new, psf_ref = spectra._psf_stamps()
+    pn_hat = psf_spectrum(psf_new, grid)
+    pr_hat = psf_spectrum(psf_ref, grid)
     den2, pn2, pr2 = _denominator_squared(pn_hat, pr_hat, sigma_new, sigma_ref, fn, fr)
     kn = sfft.irfft2(fn * fr**2 * np.conj(pn_hat) * pr2 / den2, s=grid)
     kr = sfft.irfft2(fr * fn**2 * np.conj(pr_hat) * pn2 / den2, s=grid)

@@ -193,7 +193,7 @@ def fit_flux_ratio(
     beta = float(flux_ratio)
     dx, dy = (float(shift[0]), float(shift[1]))
     bad = np.zeros(spectra.shape, bool) if bad is None else np.asarray(bad, bool)
-    psf_new, psf_ref = spectra.psf_new, spectra.psf_ref
+    psf_new, psf_ref = spectra._psf_stamps()
 
     # compact kernels on a small grid give the radius the cutouts need
     grid_k = spectra.kernel_grid()
@@ -209,7 +209,7 @@ def fit_flux_ratio(
     region = min(int(max_region), max(spectra.shape))
     window = sfft.next_fast_len(region + 2 * margin, real=True)
     labels, chosen, origins = _static_sources(
-        spectra.ref,
+        spectra._images()[1],
         bad,
         sigma_ref=sigma_ref,
         threshold=threshold,
@@ -225,8 +225,9 @@ def fit_flux_ratio(
     it = 0
     if n_src:
         grid_w = (window, window)
-        new_w = sfft.rfft2(_windows(spectra.new, origins, window), axes=(1, 2), workers=_WORKERS)
-        ref_w = sfft.rfft2(_windows(spectra.ref, origins, window), axes=(1, 2), workers=_WORKERS)
+        image_new, image_ref = spectra._images()
+        new_w = sfft.rfft2(_windows(image_new, origins, window), axes=(1, 2), workers=_WORKERS)
+        ref_w = sfft.rfft2(_windows(image_ref, origins, window), axes=(1, 2), workers=_WORKERS)
         masks = np.empty((n_src, window, window), bool)
         for i, (k, (wy, wx)) in enumerate(zip(chosen, origins, strict=True)):
             masks[i] = labels[wy : wy + window, wx : wx + window] == k

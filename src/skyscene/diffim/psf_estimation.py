@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from skyscene.errors import DataError, ParameterError
+
+if TYPE_CHECKING:
+    from skyscene.psf import PixelizedPSF
 
 __all__ = ["PSFEstimate", "estimate_psf"]
 
@@ -28,7 +32,7 @@ class PSFEstimate:
         ``(x, y)`` of the stars used.
     """
 
-    psf: object
+    psf: PixelizedPSF
     n_stars: int
     positions: np.ndarray
 
@@ -144,7 +148,8 @@ def estimate_psf(
         ok &= np.abs(width / locus - 1.0) < 0.15
     radius = np.hypot(*np.meshgrid(np.arange(size) - half, np.arange(size) - half))
     ring = radius >= half - 2
-    raw, used = [], []
+    raw: list[tuple[np.ndarray, float, float]] = []
+    used: list[tuple[float, float]] = []
     for k in np.flatnonzero(ok):
         if len(raw) >= max_stars:
             break
@@ -189,7 +194,7 @@ def estimate_psf(
     stamps /= stamps.sum(axis=(1, 2))[:, None, None]
     stamps = stamps[keep]
     used = [u for u, k in zip(used, keep, strict=True) if k]
-    image = np.median(np.stack(stamps), axis=0)
+    image = np.median(np.stack(list(stamps)), axis=0)
     taper = np.clip((half + 0.5 - radius) / (0.25 * half + 0.5), 0.0, 1.0)
     image = np.clip(image * taper, 0.0, None)
     log.info("PSF estimated from %d stars (%d detections)", len(stamps), n_found)

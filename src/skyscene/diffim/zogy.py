@@ -376,10 +376,10 @@ def _grow(mask: np.ndarray, radius: int, *, square: bool = False, tile: int = 25
     rows = np.add.reduceat(mask.any(axis=1), np.arange(0, ny, tile)) > 0
     structure = np.ones((3, 3), bool) if square else None
     for ty in np.flatnonzero(rows):
-        y0, y1 = ty * tile, min((ty + 1) * tile, ny)
+        y0, y1 = int(ty) * tile, min((int(ty) + 1) * tile, ny)
         cols = np.add.reduceat(mask[y0:y1].any(axis=0), np.arange(0, nx, tile)) > 0
         for tx in np.flatnonzero(cols):
-            x0, x1 = tx * tile, min((tx + 1) * tile, nx)
+            x0, x1 = int(tx) * tile, min((int(tx) + 1) * tile, nx)
             ya, yb = max(y0 - radius, 0), min(y1 + radius, ny)
             xa, xb = max(x0 - radius, 0), min(x1 + radius, nx)
             # only this tile's True pixels, grown into the surrounding window

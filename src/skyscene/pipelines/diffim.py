@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from skyscene.diffim import ZogyResult
 
 __all__ = ["demo_stage", "simulate_pair_files", "subtract_files", "write_zogy_product"]
 
@@ -64,7 +68,9 @@ def write_zogy_product(path, result, *, wcs=None, extra: dict | None = None) -> 
     return path
 
 
-def subtract_files(science_path, reference_path, out_path, *, config=None) -> tuple[Path, object]:
+def subtract_files(
+    science_path, reference_path, out_path, *, config=None
+) -> tuple[Path, ZogyResult]:
     """Read two exposure files, run :class:`~skyscene.diffim.Zogy`, write the product.
 
     Returns

@@ -372,7 +372,8 @@ class Reducer:
         cfg = self.config
         for band in self.bands:
             frames = self._band_frames(band)
-            best, shapes, sizes, stars = None, [], [], []
+            best, shapes, stars = None, [], []
+            sizes: list[float] = []
             for rec in frames[: cfg.reference_candidates]:
                 try:
                     exp = _read(rec.path, cfg.profile, self.calibration, cfg.cosmic_rays)

@@ -17,11 +17,15 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from skyscene.errors import InputFileError
 from skyscene.io._atomic import atomic_path, atomic_write_text
+
+if TYPE_CHECKING:
+    from skyscene.spectra import MixtureModel, SingleComponentModel
 
 __all__ = [
     "SpectrumFitOutputs",
@@ -53,8 +57,8 @@ class SpectrumFitOutputs:
     json_path: Path
     csv_path: Path
     plot_path: Path
-    model: object
-    single: object | None
+    model: MixtureModel | SingleComponentModel
+    single: SingleComponentModel | None
     summary: dict
 
 
@@ -265,7 +269,7 @@ def simulate_spectra_files(
         pad = 0.004 * (hi - lo) + (hi * 150.0 / 299792.458)
         wavelength_range = (lo + pad, hi - pad)
     grid_path = grid.write(out_dir / "grid.h5")
-    common = dict(
+    common: dict[str, Any] = dict(
         vsini=vsini,
         rv=rv,
         snr=snr,

@@ -143,7 +143,7 @@ def light_curves_figure(lcs: dict) -> Figure:
     bands = sorted(lcs)
     fig = Figure(figsize=(9, 3.2 * max(len(bands), 1)), layout="constrained")
     axes: Any = np.atleast_1d(fig.subplots(len(bands), 1, sharex=True)) if bands else []
-    for k, (ax, band) in enumerate(zip(axes, bands, strict=False)):
+    for ax, band in zip(axes, bands, strict=False):
         sources = lcs[band]
         curves = []
         for sid, table in sorted(sources.items()):
