@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 
@@ -37,7 +38,10 @@ def _add_fit_options(p) -> None:
     p.add_argument("--sky", choices=("fit", "subtract", "none"), default="fit", help="sky handling")
     p.add_argument("--fit-offset", action="store_true", help="fit a sub-pixel target offset")
     p.add_argument(
-        "--shot-noise", action="store_true", help="second pass with source shot noise (needs GAIN)"
+        "--shot-noise",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="second pass with the model's source shot noise (needs GAIN; default on)",
     )
     p.add_argument("--ridge", type=float, default=0.0, help="ridge prior precision on grid fluxes")
 

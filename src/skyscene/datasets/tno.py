@@ -11,13 +11,24 @@ ephemeris positions in other exposures (a mover).
 
 Simulation conventions (read them before interpreting pulls):
 
-- Point sources (target, stars) are rendered with the very pixelised effective PSF
-  written to the ``PSF`` HDU (as if PSFEx were perfect). Galaxies are GalSim profiles
-  convolved with the exact atmospheric PSF (untruncated), so the scene model's grid
-  of point sources represents them only approximately.
-- The noise is Gaussian with the sky variance plus, by default, the source shot noise
-  (``source_noise=True``); the ``WGT`` map holds only the sky variance, as DES weight
-  maps do. Fitting with ``shot_noise=True`` restores honest errors at high S/N.
+- One PSF per exposure for every source. Galaxies are GalSim profiles convolved with
+  the atmospheric PSF (untruncated). The ``PSF`` HDU is the pixel-convolved PSF sampled
+  on ``psf_size`` pixels and renormalised to unit sum (as PSFEx models are), so it holds
+  a fraction ``psf_inside`` (99.1–100 % for 41 px) of the light; point sources (target,
+  stars) are drawn as ``psf_inside × flux ×`` that image, which is the true PSF inside
+  it. ``MAGZERO`` is the zeropoint of PSF-model fluxes, ``ZP + 2.5 log10(psf_inside)``,
+  as survey zeropoints calibrated on PSF photometry of stars are; fluxes are then
+  consistent for point sources and galaxies alike (``psf_flux_zeropoint=True``). The
+  former convention (point sources at 100 % of the truncated PSF, galaxies at
+  ``psf_inside``, ``MAGZERO = ZP``; ``psf_flux_zeropoint=False``) made the exposures
+  disagree on a galaxy by up to 1 % relative to the PSF model, which the shared grid
+  cannot absorb: heavy-blend pulls widened to σ ≈ 1.2 at high S/N.
+- The grid of point sources represents the galaxies only approximately (tested:
+  < 0.1σ on noiseless heavy blends).
+- The noise is Gaussian with the sky + read-noise variance plus, by default, the source
+  shot noise (``source_noise=True``); the ``WGT`` map holds only the sky + read-noise
+  variance, as DES weight maps do. The default second pass of the fit (``shot_noise``)
+  adds the model's shot noise.
 - Galaxies and stars lie within ±3″ of the target (inside the default grid).
 - S/N is the ideal PSF-fit S/N of the isolated target on the sky noise of its
   detection exposure: ``snr = f / σ_f`` with ``σ_f⁻² = Σ P² / σ²``.
@@ -106,14 +117,19 @@ def _psf_profile(galsim, rng, fwhm):
 
 
 def _effective_psf(galsim, profile, jac, size: int, oversampling: int):
-    """Pixel-convolved PSF sampled at 1/oversampling pixel, as a PixelizedPSF."""
+    """Pixel-convolved PSF sampled at 1/oversampling pixel, as a PixelizedPSF.
+
+    Also returns the fraction of the PSF's flux inside the sampled image (its
+    "encircled energy"; the PixelizedPSF is renormalised to unit sum).
+    """
     from skyscene.psf import PixelizedPSF
 
     in_pixels = jac.toImage(profile)  # profile in pixel coordinates
     effective = galsim.Convolve(in_pixels, galsim.Pixel(1.0))
     n = (size * oversampling) | 1
     image = effective.drawImage(nx=n, ny=n, scale=1.0 / oversampling, method="no_pixel")
-    return PixelizedPSF(image.array, oversampling=oversampling)
+    inside = float(image.array.sum()) / float(profile.flux)
+    return PixelizedPSF(image.array, oversampling=oversampling), inside
 
 
 def _galaxy(galsim, gal: dict, flux: float):
@@ -132,11 +148,15 @@ def simulate_tno_stamps(
     snr: float | None = None,
     blend: str = "random",
     binary: tuple[float, float] | None = None,
+    separation_unit: str = "arcsec",
     mover: bool = False,
     n_stars: int | None = None,
     stamp_size: int = 30,
     pixel_scale: float = PIXEL_SCALE,
     source_noise: bool = True,
+    noise: bool = True,
+    psf_flux_zeropoint: bool = True,
+    galaxy_accuracy: float = 5e-3,
     psf_size: int = 41,
     psf_oversampling: int = 3,
     out_dir: str | Path | None = None,
@@ -156,9 +176,12 @@ def simulate_tno_stamps(
     blend : {"isolated", "moderate", "heavy", "random"}
         Nearest-galaxy configuration: isolated (galaxies ≥ 2″ away), moderate (a galaxy
         0.8″–2″ away, 0.5–5× the target flux), heavy (a galaxy within 0.8″, 1–20×).
-    binary : (separation_arcsec, flux_ratio) or None
+    binary : (separation, flux_ratio) or None
         Add a second component at this separation and flux ratio (secondary/primary);
         the two sit at ±separation/2 from the nominal position, at a random angle.
+    separation_unit : {"arcsec", "fwhm"}
+        Unit of the binary separation: arcsec, or the (atmospheric) PSF FWHM drawn for
+        the first detection exposure (the drawn sequence does not depend on the unit).
     mover : bool
         Also put the target in two or three non-detection exposures at ephemeris
         positions inside the stamp (recorded in ``target.ephemeris``).
@@ -170,11 +193,17 @@ def simulate_tno_stamps(
         Arcsec per pixel (0.263, DECam).
     source_noise : bool
         Include the shot noise of the sources in the pixel noise (not in ``WGT``).
+    noise : bool
+        Add pixel noise (False: noiseless stamps; every random draw is still made, so
+        the scene is the same as with noise).
+    psf_flux_zeropoint : bool
+        ``MAGZERO`` calibrates PSF-model fluxes and point sources carry the light the
+        truncated PSF image misses (default; see the module notes). False reproduces the
+        former, inconsistent convention (for studies of PSF-normalisation errors).
+    galaxy_accuracy : float
+        GalSim ``folding_threshold`` of the galaxy drawings (``maxk_threshold`` a fifth).
     psf_size, psf_oversampling : int
-        Native size and oversampling of the ``PSF`` HDU. The HDU must hold the PSF wings:
-        with 25 px (±3.3″) the unit-sum normalisation of a truncated Kolmogorov/Moffat
-        PSF mis-scales the galaxies' model by ~1–2 % per exposure and heavy-blend pulls
-        widen to σ ≈ 1.4; with 41 px (and Moffat truncated at 3 FWHM) σ ≈ 1.05.
+        Native size and oversampling of the ``PSF`` HDU (41 px: ±5.4″).
     out_dir : str or Path, optional
         If given, write the stamps and ``truth.json`` there (:func:`write_tno_stamps`).
 
@@ -217,6 +246,8 @@ def simulate_tno_stamps(
         sep, ratio = (float(v) for v in binary)
         if not (sep > 0 and ratio > 0):
             raise ParameterError(f"binary must be (separation > 0, flux_ratio > 0), got {binary!r}")
+    if separation_unit not in ("arcsec", "fwhm"):
+        raise ParameterError(f"separation_unit must be 'arcsec' or 'fwhm', got {separation_unit!r}")
     ny = nx = int(stamp_size)
     ra0 = float(rng.uniform(0.0, 360.0))
     dec0 = float(rng.uniform(-60.0, 5.0))
@@ -269,10 +300,14 @@ def simulate_tno_stamps(
 
     # --- the target ------------------------------------------------------------------
     components = [(0.0, 0.0, 1.0)]
-    if binary is not None:
-        pa = float(rng.uniform(0, math.pi))
-        dxi, deta = 0.5 * sep * math.cos(pa), 0.5 * sep * math.sin(pa)
-        components = [(dxi, deta, 1.0), (-dxi, -deta, ratio)]
+    pa = float(rng.uniform(0, math.pi)) if binary is not None else 0.0
+
+    def binary_components(sep_arcsec):
+        dxi, deta = 0.5 * sep_arcsec * math.cos(pa), 0.5 * sep_arcsec * math.sin(pa)
+        return [(dxi, deta, 1.0), (-dxi, -deta, ratio)]
+
+    if binary is not None and separation_unit == "arcsec":
+        components = binary_components(sep)
     detections = tuple(range(n_detections))
     mover_exps: list[int] = []
     if mover:
@@ -289,6 +324,9 @@ def simulate_tno_stamps(
     ephemeris = {}
     for e in range(n_exposures):
         fwhm = float(rng.uniform(0.8, 1.5))
+        if binary is not None and separation_unit == "fwhm" and e == 0:
+            sep = sep * fwhm  # now in arcsec
+            components = binary_components(sep)
         zeropoint = float(rng.uniform(29.5, 30.5))
         scale30 = 10.0 ** (0.4 * (30.0 - zeropoint))
         gain = float(rng.uniform(3.5, 4.5))
@@ -306,13 +344,14 @@ def simulate_tno_stamps(
         )
         jac = _jacobian(wcs, galsim)
         profile, psf_kind = _psf_profile(galsim, rng, fwhm)
-        psf = _effective_psf(galsim, profile, jac, psf_size, psf_oversampling)
+        psf, psf_inside = _effective_psf(galsim, profile, jac, psf_size, psf_oversampling)
+        ee = psf_inside if psf_flux_zeropoint else 1.0
         sky_var = sky / gain + read_noise**2  # counts²
 
         # Flux scale of the scene: set from the target S/N in the first detection exposure.
         if flux_target is None:
             p = psf.render((ny, nx), center=(tx, ty))
-            sigma_f = 1.0 / math.sqrt(float((p**2).sum()) / (sky_var * scale30**2))
+            sigma_f = 1.0 / math.sqrt(float((p**2).sum()) / (sky_var * (scale30 / ee) ** 2))
             flux_target = snr * sigma_f  # flux30
 
         def to_pixel(xi, eta, wcs=wcs):
@@ -321,11 +360,14 @@ def simulate_tno_stamps(
             return float(x[0]), float(y[0])
 
         counts = np.zeros((ny, nx))
+        gsparams = galsim.GSParams(
+            folding_threshold=galaxy_accuracy, maxk_threshold=galaxy_accuracy / 5.0
+        )
         image = galsim.ImageD(nx, ny, wcs=jac)
         for gal in galaxies:
             prof = _galaxy(galsim, gal, gal["flux_rel"] * flux_target / scale30)
             gx, gy = to_pixel(gal["xi"], gal["eta"])
-            galsim.Convolve(prof, profile).drawImage(
+            galsim.Convolve(prof, profile, gsparams=gsparams).drawImage(
                 image=image, offset=(gx - (nx - 1) / 2.0, gy - (ny - 1) / 2.0), add_to_image=True
             )
         counts += image.array
@@ -345,11 +387,11 @@ def simulate_tno_stamps(
         if points:
             centers = np.array([xy for xy, _ in points])
             fluxes = np.array([rel for _, rel in points]) * flux_target / scale30
-            counts += np.tensordot(fluxes, psf.render((ny, nx), centers), axes=1)
+            counts += ee * np.tensordot(fluxes, psf.render((ny, nx), centers), axes=1)
 
         variance = np.full((ny, nx), sky_var)
         noise_var = variance + (np.clip(counts, 0, None) / gain if source_noise else 0.0)
-        data = sky + counts + rng.normal(size=(ny, nx)) * np.sqrt(noise_var)
+        data = sky + counts + rng.normal(size=(ny, nx)) * np.sqrt(noise_var) * float(noise)
         mask = rng.random((ny, nx)) < 0.003
         if rng.random() < 0.25:
             mask[:, int(rng.integers(0, nx))] = True
@@ -365,7 +407,7 @@ def simulate_tno_stamps(
                 mask=mask,
                 wcs=wcs,
                 psf=psf,
-                zeropoint=zeropoint,
+                zeropoint=zeropoint + 2.5 * math.log10(ee),
                 band="r",
                 time=time,
                 exptime=90.0,
@@ -378,9 +420,11 @@ def simulate_tno_stamps(
             {
                 "fwhm": fwhm,
                 "psf": psf_kind,
-                "zeropoint": zeropoint,
+                "zeropoint": zeropoint + 2.5 * math.log10(ee),
+                "zeropoint_total": zeropoint,
+                "psf_inside": psf_inside,
                 "sky": sky,
-                "sky30": sky * scale30,
+                "sky30": sky * scale30 / ee,
                 "gain": gain,
                 "target_pixel": [tx, ty] if e in detections else None,
                 "mover_pixel": list(to_pixel(*_eph_offset(ephemeris[e], ra0, dec0)))

@@ -70,6 +70,21 @@ class NormalFactor:
         out = s * self._solve_scaled(s * rhs)
         return out
 
+    def half_solve(self, rhs: np.ndarray) -> np.ndarray:
+        """``H`` with ``HᵀH = rhsᵀ N⁻¹ rhs`` (``rhs`` of shape ``(n, m)``).
+
+        With the Cholesky factor ``Uᵀ U`` of the scaled matrix, ``H = U⁻ᵀ S rhs``; with
+        the pseudo-inverse, ``H = Λ^{-1/2} Vᵀ S rhs``. Used to precompute the projection
+        of target columns on the fixed parameters once (see ``_Problem.profile_chi2``).
+        """
+        rhs = self.scale[:, None] * np.asarray(rhs, dtype=float)
+        if self._chol is not None:
+            return linalg.solve_triangular(
+                self._chol[0], rhs, trans="T", lower=False, check_finite=False
+            )
+        vectors, inv = self._eig  # type: ignore[misc]
+        return np.sqrt(inv)[:, None] * (vectors.T @ rhs)
+
     def inverse(self) -> np.ndarray:
         """``N⁻¹`` (zero rows/columns for fixed parameters)."""
         n = len(self.scale)

@@ -18,6 +18,10 @@ from skyscene.psf import PixelizedPSF
 
 __all__ = ["prepare_psf", "render_many"]
 
+# Up to this many sources the separable rendering gathers the spline taps directly;
+# beyond, one sparse interpolation matrix per axis is faster.
+_FEW_SOURCES = 8
+
 
 def _bspline3_weights(t: np.ndarray) -> np.ndarray:
     """Cubic B-spline weights of the taps ``floor(u) - 1 .. floor(u) + 2``; ``t = u - floor(u)``."""
@@ -70,13 +74,26 @@ class _CubicPixelized:
         self.rank = rank
 
     def _axis(self, basis: np.ndarray, positions: np.ndarray, count: int) -> np.ndarray:
-        """``(N, count, rank)``: the basis interpolated at the pixels along one axis."""
+        """``(N, count, rank)``: the basis interpolated at the pixels along one axis.
+
+        The four spline taps of every (source, pixel) form one row of a sparse
+        ``(N · count, n + 1)`` interpolation matrix, applied to the basis in one
+        sparse × dense product (no ``(N, count, 4, rank)`` gather).
+        """
+        from scipy import sparse
+
         start = self.center - positions * self.step
         weights = _bspline3_weights(start - np.floor(start))
         idx, valid = _taps(start, count, self.step, self.n)
         weights = weights[:, None, :] * valid  # (N, count, 4)
-        gathered = basis[idx]  # (N, count, 4, rank)
-        return np.einsum("kcb,kcbr->kcr", weights, gathered, optimize=False)
+        n_rows = len(positions) * count
+        if len(positions) <= _FEW_SOURCES:  # a moving target: a direct gather is cheaper
+            return np.einsum("kcb,kcbr->kcr", weights, basis[idx], optimize=False)
+        interp = sparse.csr_matrix(
+            (weights.reshape(-1), idx.reshape(-1), np.arange(0, 4 * n_rows + 1, 4)),
+            shape=(n_rows, self.n + 1),
+        )
+        return np.asarray(interp @ basis).reshape(len(positions), count, basis.shape[1])
 
     def render(self, shape: tuple[int, int], centers: np.ndarray) -> np.ndarray:
         ny, nx = shape

@@ -41,6 +41,9 @@ class BinaryResult:
         Component pixel positions minus the nominal target pixel, per detection exposure.
     separation_pixels, separation_arcsec : float
         Component separation (pixels of the first detection exposure; arcsec).
+    separation_err_pixels, separation_err_arcsec : float
+        1σ errors of the separation from the position covariance (inverse Fisher
+        matrix of fluxes and positions).
     delta_chi2 : float
         ``χ²_single − χ²_binary`` (≥ 0 up to optimiser tolerance).
     bic_single, bic_binary : float
@@ -61,6 +64,8 @@ class BinaryResult:
     shift2: np.ndarray
     separation_pixels: float
     separation_arcsec: float
+    separation_err_pixels: float
+    separation_err_arcsec: float
     delta_chi2: float
     bic_single: float
     bic_binary: float
@@ -110,6 +115,7 @@ class BinaryResult:
                 "dy2": self.shift2[:, 1],
                 "separation_pix": np.full(n, self.separation_pixels),
                 "separation_arcsec": np.full(n, self.separation_arcsec),
+                "separation_err_pix": np.full(n, self.separation_err_pixels),
                 "delta_chi2": np.full(n, self.delta_chi2),
                 "bic_single": np.full(n, self.bic_single),
                 "bic_binary": np.full(n, self.bic_binary),
@@ -127,8 +133,9 @@ def fit_binary(
     *,
     config: SceneConfig | None = None,
     starts: Sequence[tuple[float, float, float, float]] | None = None,
-    separations: Sequence[float] = (0.5, 1.0),
+    separations_fwhm: Sequence[float] = (0.5, 1.0),
     n_angles: int = 4,
+    n_polish: int = 3,
     **options,
 ) -> BinaryResult:
     """Fit one and two point sources to the detection exposure(s) on the shared scene.
@@ -144,11 +151,14 @@ def fit_binary(
         As :func:`~skyscene.scene.fit_scene` (``fit_offset`` is forced on for the single fit).
     starts : sequence of (ξ1, η1, ξ2, η2), optional
         User starting offsets in arcsec; default: the single-source offset split
-        symmetrically along ``n_angles`` position angles at each of ``separations``.
-    separations : sequence of float
-        Automatic start separations in arcsec (default 0.5″ and 1.0″).
+        symmetrically along ``n_angles`` position angles at each of ``separations_fwhm``.
+    separations_fwhm : sequence of float
+        Automatic start separations in units of the PSF FWHM of the first detection
+        exposure (default 0.5 and 1.0 FWHM).
     n_angles : int
         Position angles of automatic starts (equally spaced over 180°).
+    n_polish : int
+        The starts are ranked by χ²; the best ``n_polish`` are optimised (Nelder–Mead).
 
     Returns
     -------
@@ -167,6 +177,8 @@ def fit_binary(
     single_model = SceneModel(dataclasses.replace(cfg, fit_offset=True))
     problem = single_model.prepare(exposures, target)
     single = single_model.fit_problem(problem)
+    if cfg.shot_noise:  # re-weigh with the single source's model; both fits use it
+        single = single_model.shot_noise_pass(problem, single)
     dets = problem.target.detections
     n_det = len(dets)
     bound = cfg.max_offset + 1.0
@@ -178,13 +190,17 @@ def fit_binary(
         return [*zip(dets, xy1, strict=True), *zip(dets, xy2, strict=True)]
 
     def objective(params):
-        return problem.solve(problem.target_columns(sources(params)))["chi2"]
+        return problem.profile_chi2(sources(params))
 
     if starts is None:
         starts = []
-        for sep in separations:
-            if not sep > 0:
-                raise ParameterError(f"fit_binary separations must be positive, got {sep!r}")
+        fwhm = problem.fwhm_arcsec(dets[0])
+        for sep_fwhm in separations_fwhm:
+            if not sep_fwhm > 0:
+                raise ParameterError(
+                    f"fit_binary separations_fwhm must be positive, got {sep_fwhm!r}"
+                )
+            sep = sep_fwhm * fwhm
             for k in range(int(n_angles)):
                 angle = math.pi * k / n_angles
                 d = 0.5 * sep * np.array([math.cos(angle), math.sin(angle)])
@@ -196,7 +212,7 @@ def fit_binary(
     # Rank the starts by χ², then optimise the best few.
     ranked = sorted(starts, key=objective)
     best = None
-    for s in ranked[:3]:
+    for s in ranked[: max(1, int(n_polish))]:
         x, fun, _ = _optimize_offsets(objective, s, bound)
         if best is None or fun < best[1]:
             best = (x, fun)
@@ -208,7 +224,7 @@ def fit_binary(
     src = sources(params)
     sol = position_marginal_solution(problem, sources, params)
     names = [f"target_{e}" for e in dets] + [f"secondary_{e}" for e in dets]
-    flags = list(problem.flags)
+    flags = list(problem.flags) + [f for f in single.flags if f == "shot_noise_skipped"]
     binary = _make_result(problem, sol, src, params[:2], flags, extra={"names": names})
     flux1, flux1_err = binary.flux, binary.flux_err
     flux2 = binary.extra_fluxes["values"]
@@ -218,6 +234,26 @@ def fit_binary(
     xy2 = problem.detection_xy(params[2:])
     sep_pix = float(np.hypot(*(xy1[0] - xy2[0])))
     sep_arcsec = float(np.hypot(*(params[:2] - params[2:])))
+    # Separation errors: gradients of |o1 − o2| (arcsec) and of |J (o1 − o2)| (pixels,
+    # J the local Jacobian of the first detection's WCS) through the position covariance.
+    pos_cov = sol["position_covariance"]
+    jac = (
+        np.stack(
+            [
+                problem.detection_xy(np.array([1e-3, 0.0]))[0]
+                - problem.detection_xy(np.zeros(2))[0],
+                problem.detection_xy(np.array([0.0, 1e-3]))[0]
+                - problem.detection_xy(np.zeros(2))[0],
+            ],
+            axis=1,
+        )
+        / 1e-3
+    )
+    diff = params[:2] - params[2:]
+    errors = []
+    for grad in (diff / max(sep_arcsec, 1e-12), jac.T @ (jac @ diff) / max(sep_pix, 1e-12)):
+        g = np.concatenate([grad, -grad])
+        errors.append(math.sqrt(max(float(g @ pos_cov @ g), 0.0)))
     n_pix = float(problem.npix.sum())
     n_fixed = len(problem.fixed_names) - problem.fixed_factor.n_dropped
     bic_single = single.chi2 + (n_fixed + n_det + 2) * math.log(n_pix)
@@ -235,6 +271,8 @@ def fit_binary(
         shift2=xy2 - nominal,
         separation_pixels=sep_pix,
         separation_arcsec=sep_arcsec,
+        separation_err_pixels=errors[1],
+        separation_err_arcsec=errors[0],
         delta_chi2=float(single.chi2 - binary.chi2),
         bic_single=float(bic_single),
         bic_binary=float(bic_binary),

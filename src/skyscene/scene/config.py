@@ -46,8 +46,11 @@ class SceneConfig:
     max_offset : float
         Bound of the fitted offset, arcsec (each axis).
     shot_noise : bool
-        Second pass: add the source shot noise of the first-pass model
-        (``model / gain``, in counts) to the variance and refit. Needs ``Exposure.gain``.
+        Second pass (default): add the source shot noise of the first-pass model
+        (``(model − sky) / gain``, in counts; target, stars and galaxies) to the variance
+        and refit. Survey weight maps hold the sky + read-noise variance only, so without
+        this pass the flux errors of bright or blended targets are too small. Needs
+        ``Exposure.gain``; without it the pass is skipped, warned and flagged.
     mover : {"mask", "model", "ignore"}
         What to do at the target's ephemeris positions in non-detection exposures:
         give zero weight within ``mover_radius``, fit a free point-source flux there,
@@ -80,7 +83,7 @@ class SceneConfig:
     ridge: float = 0.0
     fit_offset: bool = False
     max_offset: float = 1.0
-    shot_noise: bool = False
+    shot_noise: bool = True
     mover: str = "mask"
     mover_radius: float = 1.0
     solver: str = "dense"

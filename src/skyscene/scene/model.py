@@ -255,6 +255,7 @@ class _Problem:
         self.center = target.center()
         self.pixel_scale = np.array([_pixel_scale(exp.wcs) for exp in exposures])
         self.wcs = [exp.wcs for exp in exposures]
+        self._affine: list | None = None
         det_xy = self.detection_xy(np.zeros(2))
         for j, d in enumerate(target.detections):
             x, y = det_xy[j]
@@ -341,12 +342,57 @@ class _Problem:
 
     # -- geometry ----------------------------------------------------------------------
     def detection_xy(self, offset: np.ndarray) -> np.ndarray:
-        """Pixel positions ``(n_det, 2)`` of the target offset by ``(Δξ, Δη)`` arcsec."""
+        """Pixel positions ``(n_det, 2)`` of the target offset by ``(Δξ, Δη)`` arcsec.
+
+        For WCSs without distortion terms the map from tangent-plane offsets to pixels is
+        affine to ~1e-9 px over the few arcsec a target may move (two gnomonic projections
+        about nearly the same point), so it is linearised once; with distortions (SIP,
+        TPV) every call goes through ``all_world2pix``.
+        """
+        offset = np.asarray(offset, dtype=float)
+        if self._affine is None:
+            self._affine = [self._exact_xy(j, np.zeros(2)) for j in range(len(self.target_sky))]
+            for j, d in enumerate(self.target.detections):
+                if self.wcs[d].has_distortion:
+                    continue
+                step = 1.0  # arcsec
+                jac = np.stack(
+                    [
+                        self._exact_xy(j, np.array([step, 0.0]))
+                        - self._exact_xy(j, np.array([-step, 0.0])),
+                        self._exact_xy(j, np.array([0.0, step]))
+                        - self._exact_xy(j, np.array([0.0, -step])),
+                    ],
+                    axis=1,
+                ) / (2.0 * step)
+                self._affine[j] = (self._affine[j], jac)
         out = np.empty((len(self.target.detections), 2))
-        for j, d in enumerate(self.target.detections):
-            ra, dec = tangent_to_sky(*self.target_sky[j], offset[0], offset[1])
-            out[j] = _world_to_pixel(self.wcs[d], ra, dec)[0]
+        for j in range(len(out)):
+            affine = self._affine[j]
+            if isinstance(affine, tuple):
+                out[j] = affine[0] + affine[1] @ offset
+            else:
+                out[j] = self._exact_xy(j, offset)
         return out
+
+    def fwhm_arcsec(self, exposure: int) -> float:
+        """FWHM of an exposure's PSF at the target, arcsec (from its half-maximum area).
+
+        Measured on a 4× supersampled rendering (the mean of 16 sub-pixel phases), good to
+        a few per cent: it scales automatic starting points, nothing more.
+        """
+        size = 41
+        phases = (np.arange(4) + 0.5) / 4.0 - 0.5
+        centers = np.array([(20.0 + dx, 20.0 + dy) for dy in phases for dx in phases])
+        stamps = render_many(self.psfs[exposure], (size, size), centers)
+        # Interleave the 16 phase renderings into one image sampled at 1/4 px.
+        fine = stamps.reshape(4, 4, size, size).transpose(2, 0, 3, 1).reshape(4 * size, 4 * size)
+        area = np.count_nonzero(fine >= 0.5 * fine.max()) / 16.0  # native px²
+        return 2.0 * math.sqrt(area / math.pi) * float(self.pixel_scale[exposure])
+
+    def _exact_xy(self, j: int, offset: np.ndarray) -> np.ndarray:
+        ra, dec = tangent_to_sky(*self.target_sky[j], offset[0], offset[1])
+        return _world_to_pixel(self.wcs[self.target.detections[j]], ra, dec)[0]
 
     # -- rows and weights --------------------------------------------------------------
     def _set_variance(self, variance: np.ndarray) -> None:
@@ -418,6 +464,53 @@ class _Problem:
         self.fixed_factor = NormalFactor(normal)
         self.fixed_solution = self.fixed_factor.solve(self.fixed_rhs)
         self.data_norm = float(self.data_w @ self.data_w)
+        self._projection: dict | None = None
+
+    # -- fast profile χ² for moving targets --------------------------------------------
+    def _target_projection(self) -> dict:
+        """Precomputed pieces of the Schur complement on the detection exposures' pixels.
+
+        With ``F`` the weighted fixed design restricted to those pixels and ``H = U⁻ᵀ S F``
+        (:meth:`NormalFactor.half_solve`), the Schur complement of target columns ``t`` is
+        ``t tᵀ − (H tᵀ)ᵀ (H tᵀ)`` and their right-hand side ``t · r`` with ``r`` the
+        weighted residual of the fixed-only solution: each evaluation then costs
+        ``O(n_fixed · n_pixels · n_targets)`` instead of a solve with the full normal matrix.
+        """
+        if self._projection is None:
+            npix = self.shape[0] * self.shape[1]
+            exps = [e for e in self.target.detections if self.used[e]]
+            index = np.concatenate([np.arange(e * npix, (e + 1) * npix) for e in exps])
+            local = self.fixed_w[:, index]
+            self._projection = {
+                "offsets": {e: j * npix for j, e in enumerate(exps)},
+                "half": self.fixed_factor.half_solve(local),
+                "residual": self.data_w[index] - self.fixed_solution @ local,
+                "chi2": self.data_norm - float(self.fixed_solution @ self.fixed_rhs),
+                "size": len(index),
+            }
+        return self._projection
+
+    def profile_chi2(self, sources: Sequence[tuple[int, np.ndarray]]) -> float:
+        """χ² of the best linear fit with point sources at ``(exposure, (x, y))``.
+
+        Same value as ``solve(target_columns(sources))["chi2"]`` (to rounding), for
+        sources in the detection exposures; ~20× faster (used by the position fits).
+        """
+        proj = self._target_projection()
+        npix = self.shape[0] * self.shape[1]
+        if any(e not in proj["offsets"] for e, _ in sources):
+            return self.solve(self.target_columns(sources))["chi2"]
+        cols = np.zeros((len(sources), proj["size"]))
+        for e in {e for e, _ in sources}:
+            which = [j for j, (e2, _) in enumerate(sources) if e2 == e]
+            xy = np.array([sources[j][1] for j in which], dtype=float)
+            stamps = render_many(self.psfs[e], self.shape, xy).reshape(len(which), npix)
+            o = proj["offsets"][e]
+            cols[which, o : o + npix] = stamps * self.sqrt_w[self.rows[e]]
+        projected = proj["half"] @ cols.T
+        schur = cols @ cols.T - projected.T @ projected
+        reduced = cols @ proj["residual"]
+        return proj["chi2"] - float(_small_solve(schur, reduced) @ reduced)
 
     # -- target columns ----------------------------------------------------------------
     def target_columns(self, sources: Sequence[tuple[int, np.ndarray]]) -> np.ndarray:
@@ -525,6 +618,22 @@ class _Problem:
         return out
 
 
+def _small_solve(normal: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``normal⁻¹ rhs`` for a few target parameters; :class:`NormalFactor` if not definite."""
+    diag = np.diag(normal)
+    if np.all(diag > 0):
+        scale = 1.0 / np.sqrt(diag)
+        scaled = normal * scale[:, None] * scale[None, :]
+        try:
+            np.linalg.cholesky(scaled)
+        except np.linalg.LinAlgError:
+            pass
+        else:
+            if np.linalg.cond(scaled) < 1e10:
+                return scale * np.linalg.solve(scaled, scale * rhs)
+    return NormalFactor(normal, rcond=1e-10).solve(rhs)
+
+
 def position_marginal_solution(
     problem: _Problem, sources_fn, params, *, step: float = 1e-3
 ) -> dict:
@@ -557,8 +666,14 @@ def position_marginal_solution(
     return sol
 
 
-def _optimize_offsets(objective, start: np.ndarray, bound: float) -> tuple[np.ndarray, float, bool]:
-    """Minimise ``objective`` over offsets (arcsec) with Nelder–Mead inside ±``bound``."""
+def _optimize_offsets(
+    objective, start: np.ndarray, bound: float, *, xatol: float = 1e-3, fatol: float = 1e-3
+) -> tuple[np.ndarray, float, bool]:
+    """Minimise ``objective`` over offsets (arcsec) with Nelder–Mead inside ±``bound``.
+
+    ``xatol`` (arcsec; 1e-3″ ≈ 0.004 DECam px) and ``fatol`` (χ²) are far below the
+    statistical errors of positions (≳ 0.01″) and of χ² differences (≳ 1).
+    """
     from scipy.optimize import minimize
 
     start = np.clip(np.asarray(start, float), -bound, bound)
@@ -570,7 +685,7 @@ def _optimize_offsets(objective, start: np.ndarray, bound: float) -> tuple[np.nd
         start,
         method="Nelder-Mead",
         bounds=[(-bound, bound)] * n,
-        options={"xatol": 1e-5, "fatol": 1e-7, "maxiter": 400 * n, "initial_simplex": simplex},
+        options={"xatol": xatol, "fatol": fatol, "maxiter": 400 * n, "initial_simplex": simplex},
     )
     return np.asarray(res.x, float), float(res.fun), bool(res.success)
 
@@ -626,14 +741,26 @@ class SceneModel:
         problem = self.prepare(exposures, target)
         result = self.fit_problem(problem)
         if self.config.shot_noise:
-            if problem.with_shot_noise(result.model - result.sky[:, None, None]):
-                result = self.fit_problem(problem, offset=result.offset, refine=False)
-            else:
-                missing = [problem.names[e] for e in range(problem.n_exp) if not problem.gain[e]]
-                msg = f"shot_noise=True but no GAIN for {missing[:3]}; second pass skipped"
-                warnings.warn(msg, FlaggedDataWarning, stacklevel=2)
-                result = _replace_flags(result, (*result.flags, "shot_noise_skipped"))
+            result = self.shot_noise_pass(problem, result)
         return result
+
+    def shot_noise_pass(self, problem: _Problem, result: SceneResult) -> SceneResult:
+        """Second pass: add the source shot noise of ``result``'s model and refit.
+
+        The ``WGT`` maps of survey images hold the sky + read-noise variance only; the
+        Poisson noise of the sources (target, stars and galaxies, i.e. the model minus
+        the sky, clipped at 0) is added as ``model / gain`` counts (Bernardinelli et al.
+        2023 §3.2; Brout et al. 2019). The target position of ``result`` is kept. The
+        ``problem`` is re-weighted in place. Without ``GAIN`` the pass is skipped, a
+        :class:`FlaggedDataWarning` is issued and the result flagged.
+        """
+        if problem.with_shot_noise(result.model - result.sky[:, None, None]):
+            return self.fit_problem(problem, offset=result.offset, refine=False)
+        missing = [problem.names[e] for e in range(problem.n_exp) if not problem.gain[e]]
+        msg = f"shot_noise=True but no GAIN for {missing[:3]}; second pass skipped"
+        warnings.warn(msg, FlaggedDataWarning, stacklevel=3)
+        log.warning("%s", msg)
+        return _replace_flags(result, (*result.flags, "shot_noise_skipped"))
 
     def fit_problem(self, problem: _Problem, *, offset=None, refine: bool = True) -> SceneResult:
         """Solve a prepared problem (single point-source target)."""
@@ -648,7 +775,7 @@ class SceneModel:
         if cfg.fit_offset and refine:
 
             def objective(off):
-                return problem.solve(problem.target_columns(sources(off)))["chi2"]
+                return problem.profile_chi2(sources(off))
 
             offset, _, ok = _optimize_offsets(objective, offset, cfg.max_offset)
             if not ok:
