@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import DEC0, RA0, noiseless_scene
+from scene_helpers import DEC0, RA0, noiseless_scene
 
 from skyscene.errors import DataError, FlaggedDataWarning, ParameterError
 from skyscene.psf import GaussianPSF, MoffatPSF
@@ -56,7 +56,6 @@ def test_exact_rendering_path_for_analytic_psf():
     # A Gaussian PSF rendered exactly (no pixelisation): still exact recovery.
     exposures, truth = noiseless_scene(EXACT, n_exp=4, seed=9)
     exposures = [e.replace(psf=GaussianPSF(1.6)) for e in exposures]
-    from conftest import make_wcs  # noqa: F401  (geometry unchanged)
 
     # Re-render the data with the analytic PSF itself.
     from skyscene.scene import tangent_to_sky
