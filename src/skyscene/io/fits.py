@@ -64,9 +64,10 @@ def open_fits(path: str | Path):
         raise InputFileError(f"{path}: cannot read FITS file: {exc}") from exc
 
 
-def _image_hdu(hdul, filename: str):
-    if "SCI" in hdul:
-        return hdul["SCI"]
+def _image_hdu(hdul, filename: str, by_name: dict | None = None):
+    by_name = by_name if by_name is not None else {hdu.name: hdu for hdu in hdul}
+    if "SCI" in by_name:
+        return by_name["SCI"]
     for hdu in hdul:
         if hdu.data is not None and getattr(hdu, "is_image", False) and hdu.data.ndim == 2:
             return hdu
@@ -127,7 +128,8 @@ def read_exposure(
     path = Path(path)
     name = str(path)
     with open_fits(path) as hdul:
-        sci = _image_hdu(hdul, name)
+        by_name = {hdu.name: hdu for hdu in hdul}  # one pass over the HDUs
+        sci = _image_hdu(hdul, name, by_name)
         header = sci.header.copy()
         if sci is not hdul[0]:
             for key, value in hdul[0].header.items():  # inherit primary keywords
@@ -136,13 +138,13 @@ def read_exposure(
         data = np.asarray(sci.data, dtype=float)
         if not np.isfinite(data).any():
             raise DataError(f"{name}: image has no finite pixel")
-        weight = np.asarray(hdul["WGT"].data, dtype=float) if "WGT" in hdul else None
-        mask = np.asarray(hdul["MSK"].data) != 0 if "MSK" in hdul else None
+        weight = np.asarray(by_name["WGT"].data, dtype=float) if "WGT" in by_name else None
+        mask = np.asarray(by_name["MSK"].data) != 0 if "MSK" in by_name else None
         psf = None
-        if "PSF" in hdul:
+        if "PSF" in by_name:
             from skyscene.psf import PixelizedPSF
 
-            psf_hdu = hdul["PSF"]
+            psf_hdu = by_name["PSF"]
             psf = PixelizedPSF(
                 np.asarray(psf_hdu.data, dtype=float),
                 oversampling=float(psf_hdu.header.get("PSFSAMP", 1.0)),
