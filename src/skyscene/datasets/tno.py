@@ -433,6 +433,8 @@ def simulate_tno_stamps(
             }
         )
     target = Target(ra=ra0, dec=dec0, detections=detections, ephemeris=ephemeris)
+    if flux_target is None:  # pragma: no cover - set by the first detection exposure above
+        raise ParameterError("no detection exposure was simulated")
     fluxes = [flux_target * rel for _, _, rel in components]
     truth = {
         "ra": ra0,

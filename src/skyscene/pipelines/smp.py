@@ -91,11 +91,13 @@ def _read_stamps(paths: Sequence[str | Path]):
     return [read_exposure(p, require_time=False) for p in paths]
 
 
-def _detection_indices(paths: Sequence[Path], detection: str | Sequence[str]) -> list[int]:
+def _detection_indices(
+    paths: Sequence[Path], detection: str | Path | Sequence[str | Path]
+) -> list[int]:
     wanted = [detection] if isinstance(detection, str | Path) else list(detection)
     out = []
-    for w in wanted:
-        w = Path(w)
+    for item in wanted:
+        w = Path(item)
         hits = [i for i, p in enumerate(paths) if Path(p) == w or Path(p).name == w.name]
         if not hits:
             raise ParameterError(f"detection file {str(w)!r} is not among the stamps given")
@@ -108,7 +110,7 @@ def run_smp(
     *,
     ra: float,
     dec: float,
-    detection: str | Sequence[str],
+    detection: str | Path | Sequence[str | Path],
     binary: bool = False,
     config=None,
     out: str | Path | None = None,
@@ -144,7 +146,7 @@ def run_smp(
         raise ParameterError("run_smp needs at least one stamp file")
     exposures = _read_stamps(paths)
     dets = _detection_indices(paths, detection)
-    target = Target(ra=ra, dec=dec, detections=dets)
+    target = Target(ra=ra, dec=dec, detections=tuple(dets))
     model = SceneModel(config)
     binary_result = None
     if binary:

@@ -205,12 +205,12 @@ def fit_binary(
                 angle = math.pi * k / n_angles
                 d = 0.5 * sep * np.array([math.cos(angle), math.sin(angle)])
                 starts.append((*(single.offset + d), *(single.offset - d)))
-    starts = [np.asarray(s, float) for s in starts]
-    for s in starts:
-        if s.shape != (4,):
-            raise ParameterError(f"each binary start must be (xi1, eta1, xi2, eta2), got {s!r}")
+    start_arrays = [np.asarray(s, float) for s in starts]
+    for arr in start_arrays:
+        if arr.shape != (4,):
+            raise ParameterError(f"each binary start must be (xi1, eta1, xi2, eta2), got {arr!r}")
     # Rank the starts by χ², then optimise the best few.
-    ranked = sorted(starts, key=objective)
+    ranked = sorted(start_arrays, key=objective)
     best = None
     for s in ranked[: max(1, int(n_polish))]:
         x, fun, _ = _optimize_offsets(objective, s, bound)

@@ -270,7 +270,7 @@ class _Problem:
 
         # Exposures without any usable pixel are dropped (flagged), detections never.
         used = np.array([np.any(np.isfinite(variance[e])) for e in range(self.n_exp)])
-        for e in np.flatnonzero(~used):
+        for e in map(int, np.flatnonzero(~used)):
             msg = f"{names[e]}: no pixel with a positive weight; exposure dropped from the fit"
             warnings.warn(msg, FlaggedDataWarning, stacklevel=4)
             log.warning("%s", msg)
@@ -302,7 +302,7 @@ class _Problem:
         if config.sky == "subtract":
             from astropy.stats import sigma_clipped_stats
 
-            for e in np.flatnonzero(used):
+            for e in map(int, np.flatnonzero(used)):
                 good = np.isfinite(variance[e])
                 _, median, _ = sigma_clipped_stats(image[e][good], sigma=3.0, maxiters=5)
                 self.sky_subtracted[e] = float(median)
@@ -391,7 +391,8 @@ class _Problem:
         return 2.0 * math.sqrt(area / math.pi) * float(self.pixel_scale[exposure])
 
     def _exact_xy(self, j: int, offset: np.ndarray) -> np.ndarray:
-        ra, dec = tangent_to_sky(*self.target_sky[j], offset[0], offset[1])
+        ra0, dec0 = self.target_sky[j]
+        ra, dec = tangent_to_sky(ra0, dec0, offset[0], offset[1])
         return _world_to_pixel(self.wcs[self.target.detections[j]], ra, dec)[0]
 
     # -- rows and weights --------------------------------------------------------------
