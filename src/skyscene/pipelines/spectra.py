@@ -266,7 +266,8 @@ def simulate_spectra_files(
     grid = simulate_spectral_grid(**gk)
     lo, hi = gk["wavelength_range"]
     if wavelength_range is None:
-        pad = 0.004 * (hi - lo) + (hi * 150.0 / 299792.458)
+        # leave room for the fit's default RV (±200 km/s) and v sin i (≤ 100 km/s) bounds
+        pad = 0.004 * (hi - lo) + (hi * 350.0 / 299792.458)
         wavelength_range = (lo + pad, hi - pad)
     grid_path = grid.write(out_dir / "grid.h5")
     common: dict[str, Any] = dict(
