@@ -116,9 +116,9 @@ def _pool(func, items, workers: int, desc: str) -> list:
     )
 
 
-def accuracy(n: int, workers: int) -> None:
+def accuracy(n: int, workers: int, first_seed: int = 10_000) -> None:
     t0 = time.perf_counter()
-    rows = _pool(_accuracy_task, range(10_000, 10_000 + n), workers, "accuracy")
+    rows = _pool(_accuracy_task, range(first_seed, first_seed + n), workers, "accuracy")
     pulls = np.array([(r["flux"] - r["flux_true"]) / r["flux_err"] for r in rows])
     blends = np.array([r["blend"] for r in rows])
     snr = np.array([r["snr"] for r in rows])
@@ -313,13 +313,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=20, help="speed repetitions")
     parser.add_argument(
+        "--first-seed", type=int, default=10_000, help="seed of the first accuracy detection"
+    )
+    parser.add_argument(
         "--skip", nargs="*", default=(), choices=("accuracy", "binary", "speed", "batch")
     )
     args = parser.parse_args()
     if "speed" not in args.skip:
         speed(args.repeats)
     if "accuracy" not in args.skip:
-        accuracy(args.n, args.workers)
+        accuracy(args.n, args.workers, args.first_seed)
     if "binary" not in args.skip:
         binary(args.n_binary, args.workers)
     if "batch" not in args.skip:
