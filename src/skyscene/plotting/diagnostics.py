@@ -61,38 +61,35 @@ def header_times_figure(times: dict) -> Figure:
     return fig
 
 
-def backgrounds_figure(times: dict, levels: dict) -> Figure:
-    """Global background level of each frame against time, per filter."""
+def _per_frame_figure(times: dict, values: dict, *, ylabel: str, title: str) -> Figure:
+    """One value per frame against time since the first frame, one colour per filter."""
     fig = Figure(figsize=(8, 4))
     ax = fig.add_subplot()
     t0 = min(min(t) for t in times.values())
     for k, band in enumerate(sorted(times)):
         sec = (np.asarray(times[band]) - t0) * 86400.0
         ax.plot(
-            sec, np.asarray(levels[band], dtype=float), ".", color=_color(band, k), label=band, ms=3
+            sec, np.asarray(values[band], dtype=float), ".", color=_color(band, k), label=band, ms=3
         )
     ax.set_xlabel("time (s)")
-    ax.set_ylabel("background (counts / pixel)")
+    ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
-    ax.set_title("Global backgrounds")
+    ax.set_title(title)
     return fig
+
+
+def backgrounds_figure(times: dict, levels: dict) -> Figure:
+    """Global background level of each frame against time, per filter."""
+    return _per_frame_figure(
+        times, levels, ylabel="background (counts / pixel)", title="Global backgrounds"
+    )
 
 
 def seeing_figure(times: dict, sizes: dict) -> Figure:
     """PSF size (adaptive-moment sigma of isolated stars) of each frame against time."""
-    fig = Figure(figsize=(8, 4))
-    ax = fig.add_subplot()
-    t0 = min(min(t) for t in times.values())
-    for k, band in enumerate(sorted(times)):
-        sec = (np.asarray(times[band]) - t0) * 86400.0
-        ax.plot(
-            sec, np.asarray(sizes[band], dtype=float), ".", color=_color(band, k), label=band, ms=3
-        )
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("PSF sigma (pixels)")
-    ax.legend(fontsize=8)
-    ax.set_title("Seeing: median star size per frame")
-    return fig
+    return _per_frame_figure(
+        times, sizes, ylabel="PSF sigma (pixels)", title="Seeing: median star size per frame"
+    )
 
 
 def rms_vs_median_figure(lcs: dict) -> Figure:
