@@ -142,6 +142,37 @@ def test_shot_noise_pass_is_default_and_adds_all_sources(tno_small):
     assert default.flux[0] == pytest.approx(second.flux[0], rel=1e-12)
 
 
+def test_shot_noise_reweighing_only_visits_changed_pixels(tno_small):
+    """The second pass updates DᵀWD over the pixels whose weight changed; the result
+    equals a normal matrix formed from scratch with the new weights."""
+    model = SceneModel(grid_n=12, shot_noise=False)
+    problem = model.prepare(tno_small.exposures, tno_small.target)
+    first = model.fit_problem(problem)
+    before = problem.sqrt_w.copy()
+    assert problem.with_shot_noise(first.model - first.sky[:, None, None])
+    changed = np.count_nonzero(before != problem.sqrt_w)
+    assert 0 < changed < np.count_nonzero(before)  # only pixels with a positive source model
+    incremental = problem.fixed_normal.copy()
+    rhs, solution = problem.fixed_rhs.copy(), problem.fixed_solution.copy()
+    problem._weigh_fixed()  # from scratch
+    scale = np.abs(problem.fixed_normal).max()
+    np.testing.assert_allclose(incremental, problem.fixed_normal, rtol=0, atol=1e-13 * scale)
+    np.testing.assert_allclose(rhs, problem.fixed_rhs, rtol=1e-13)
+    np.testing.assert_allclose(
+        solution, problem.fixed_solution, rtol=1e-7, atol=1e-9 * np.abs(solution).max()
+    )
+
+
+def test_first_pass_of_a_shot_noise_fit_has_no_covariance(tno_small):
+    model = SceneModel(grid_n=12)
+    problem = model.prepare(tno_small.exposures, tno_small.target)
+    first = model.fit_problem(problem, covariance=False)
+    full = model.fit_problem(problem)
+    assert first.flux[0] == pytest.approx(full.flux[0], rel=1e-12)
+    np.testing.assert_array_equal(first.model, full.model)
+    assert np.isnan(first.flux_err[0])
+
+
 def test_profile_chi2_equals_full_solve(tno_small):
     problem = SceneModel(grid_n=12).prepare(tno_small.exposures, tno_small.target)
     for off1, off2 in (((0.1, -0.2), (0.5, 0.3)), ((0.0, 0.0), (-0.4, 0.1))):

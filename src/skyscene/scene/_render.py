@@ -19,7 +19,8 @@ from skyscene.psf import PixelizedPSF
 __all__ = ["prepare_psf", "render_many"]
 
 # Up to this many sources the separable rendering gathers the spline taps directly;
-# beyond, one sparse interpolation matrix per axis is faster.
+# beyond, one sparse (sources × integer shifts) matrix per axis applied to strided
+# blocks of the basis is faster (see ``_CubicPixelized._axis``).
 _FEW_SOURCES = 8
 
 
@@ -76,24 +77,43 @@ class _CubicPixelized:
     def _axis(self, basis: np.ndarray, positions: np.ndarray, count: int) -> np.ndarray:
         """``(N, count, rank)``: the basis interpolated at the pixels along one axis.
 
-        The four spline taps of every (source, pixel) form one row of a sparse
-        ``(N · count, n + 1)`` interpolation matrix, applied to the basis in one
-        sparse × dense product (no ``(N, count, 4, rank)`` gather).
+        With an integer oversampling every pixel of a source has the same spline phase:
+        tap ``b`` of pixel ``x`` is basis row ``first + b + step · x`` with weight
+        ``w_b`` (the same for all ``x``). So the result is a 4-sparse combination of
+        the strided blocks ``V[s] = basis[s + step · (0..count-1)]``: one sparse
+        ``(N, n_shifts)`` × dense ``(n_shifts, count · rank)`` product with long rows
+        (no per-pixel taps). Taps outside the coefficient image are zero
+        ("grid-constant" mode).
         """
         from scipy import sparse
 
         start = self.center - positions * self.step
-        weights = _bspline3_weights(start - np.floor(start))
-        idx, valid = _taps(start, count, self.step, self.n)
-        weights = weights[:, None, :] * valid  # (N, count, 4)
-        n_rows = len(positions) * count
+        base = np.floor(start)
+        weights = _bspline3_weights(start - base)  # (N, 4), the same for every pixel
         if len(positions) <= _FEW_SOURCES:  # a moving target: a direct gather is cheaper
-            return np.einsum("kcb,kcbr->kcr", weights, basis[idx], optimize=False)
+            idx, valid = _taps(start, count, self.step, self.n)
+            w = weights[:, None, :] * valid  # (N, count, 4)
+            return np.einsum("kcb,kcbr->kcr", w, basis[idx], optimize=False)
+        first = base.astype(np.int64) - 1
+        lo = int(first.min())
+        n_shift = int(first.max()) + 3 - lo + 1
+        rank = basis.shape[1]
+        length = n_shift + self.step * (count - 1)
+        padded = np.zeros((length, rank))
+        a, b = max(lo, 0), min(lo + length, self.n)
+        if b > a:
+            padded[a - lo : b - lo] = basis[a:b]
+        s0, s1 = padded.strides
+        blocks = np.lib.stride_tricks.as_strided(
+            padded, (n_shift, count, rank), (s0, self.step * s0, s1), writeable=False
+        ).reshape(n_shift, count * rank)  # a copy
+        n_src = len(positions)
+        cols = (first - lo)[:, None] + np.arange(4)[None, :]
         interp = sparse.csr_matrix(
-            (weights.reshape(-1), idx.reshape(-1), np.arange(0, 4 * n_rows + 1, 4)),
-            shape=(n_rows, self.n + 1),
+            (weights.reshape(-1), cols.reshape(-1), np.arange(0, 4 * n_src + 1, 4)),
+            shape=(n_src, n_shift),
         )
-        return np.asarray(interp @ basis).reshape(len(positions), count, basis.shape[1])
+        return np.asarray(interp @ blocks).reshape(n_src, count, rank)
 
     def render(self, shape: tuple[int, int], centers: np.ndarray) -> np.ndarray:
         ny, nx = shape
