@@ -28,6 +28,17 @@ def _match_source(table, frames):
     return k, float(d.mean(axis=0)[k])
 
 
+def _flux_ratios(lcs, truth, band):
+    """Per truth source index: measured flux / true flux of every frame of its light curve."""
+    frames = {f["file"]: f for f in truth.frames}
+    out = {}
+    for table in lcs.values():
+        fr = [frames[n] for n in table["file"]]
+        k, _ = _match_source(table, fr)
+        out[k] = np.asarray(table["flux"]) / np.array([f["flux"][k] for f in fr])
+    return out
+
+
 def offset_background(data, position, semimajor_sigma, semiminor_sigma, orientation, *, error=None):
     """A custom local background: the default plus 5 counts (its effect must show in bkg)."""
     from skyscene.background import local_background_mean
@@ -396,15 +407,14 @@ def test_psf_mode_frame_follows_variable_seeing(tmp_path):
         )
         reducer.create_catalogs()
         lcs = reducer.photometry("optimal")["light_curves"]["r"]
-        frames = {f["file"]: f for f in truth.frames}
-        ratios = []
-        for table in lcs.values():
-            fr = [frames[n] for n in table["file"]]
-            k, _ = _match_source(table, fr)
-            if truth.sources[k]["variable"] or truth.sources[k]["flux"]["r"] < 5e3:
-                continue
-            ratios.append(np.asarray(table["flux"]) / np.array([f["flux"][k] for f in fr]))
-        ratios = np.concatenate(ratios)
+        per_source = _flux_ratios(lcs, truth, "r")
+        ratios = np.concatenate(
+            [
+                r
+                for k, r in per_source.items()
+                if not truth.sources[k]["variable"] and truth.sources[k]["flux"]["r"] >= 5e3
+            ]
+        )
         scatter[mode] = (np.mean(ratios), np.std(ratios))
         if mode == "frame":
             sizes = np.array(
@@ -442,13 +452,8 @@ def test_moffat_psf_optimal_flux_stays_total(tmp_path):
         )
         reducer.create_catalogs()
         lcs = reducer.photometry("optimal")["light_curves"]["g"]
-        frames = {f["file"]: f for f in truth.frames}
-        r = []
-        for table in lcs.values():
-            fr = [frames[n] for n in table["file"]]
-            k, _ = _match_source(table, fr)
-            r.append(np.mean(np.asarray(table["flux"]) / [f["flux"][k] for f in fr]))
-        ratios[corrected] = float(np.median(r))
+        per_source = _flux_ratios(lcs, truth, "g")
+        ratios[corrected] = float(np.median([np.mean(r) for r in per_source.values()]))
         if corrected:
             assert reducer.flux_corrections["g"].applied
     assert abs(ratios[True] - 1) < 0.015, f"corrected optimal/true flux {ratios[True]:.4f}"

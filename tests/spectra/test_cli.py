@@ -12,6 +12,9 @@ from skyscene.errors import InputFileError
 from skyscene.pipelines.spectra import read_spectrum_csv
 from skyscene.spectra import SpectralGrid
 
+# instrument resolution and parameter bounds shared by the fit commands below
+FIT_BOUNDS = ["--resolution", "30000", "--rv-min", "-60", "--rv-max", "60", "--vsini-max", "30"]
+
 
 def run(argv):
     parser = argparse.ArgumentParser(prog="skyscene")
@@ -63,14 +66,7 @@ def test_fit_mixture_writes_json_csv_and_plot(simulated, tmp_path, capsys):
             "--grid",
             str(simulated / "grid.h5"),
             "--mixture",
-            "--resolution",
-            "30000",
-            "--rv-min",
-            "-60",
-            "--rv-max",
-            "60",
-            "--vsini-max",
-            "30",
+            *FIT_BOUNDS,
             "--out-dir",
             str(tmp_path),
         ]
@@ -108,14 +104,7 @@ def test_fit_single_with_sampling(simulated, tmp_path):
             "--sample",
             "--n-steps",
             "40",
-            "--resolution",
-            "30000",
-            "--rv-min",
-            "-60",
-            "--rv-max",
-            "60",
-            "--vsini-max",
-            "30",
+            *FIT_BOUNDS,
             "--out-dir",
             str(tmp_path),
         ]

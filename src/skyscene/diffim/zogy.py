@@ -516,15 +516,7 @@ def _align(science: Exposure, reference: Exposure, ref_sat: np.ndarray) -> _Alig
         satf, _ = reproject_interp(
             (ref_sat.astype(float), reference.wcs), header, shape_out=shape, order="bilinear"
         )
-        edge = ~(footprint > 0) | ~np.isfinite(data)
-        return _Aligned(
-            np.where(edge, 0.0, data),
-            np.nan_to_num(badf, nan=1.0) > 0,
-            np.nan_to_num(satf) > 0,
-            edge,
-            (0.0, 0.0),
-            "wcs-reproject",
-        )
+        return _resampled(data, ~(footprint > 0), badf, satf, "wcs-reproject")
     if reference.shape == shape and (science.wcs is None and reference.wcs is None):
         return _Aligned(
             reference.data, reference.mask, ref_sat, np.zeros(shape, bool), (0.0, 0.0), "identity"
@@ -559,14 +551,20 @@ def _align(science: Exposure, reference: Exposure, ref_sat: np.ndarray) -> _Alig
     data = warp(reference.data, result, shape, order=3)
     badf = warp(reference.mask.astype(float), result, shape, order=1)
     satf = warp(ref_sat.astype(float), result, shape, order=1)
-    edge = ~np.isfinite(data)
+    return _resampled(data, np.zeros(shape, bool), badf, satf, "star-matching")
+
+
+def _resampled(data, outside, bad_fraction, sat_fraction, method: str) -> _Aligned:
+    """A resampled reference: pixels outside it or non-finite are edge (data 0); any
+    weight of a masked/saturated input pixel (NaN counts as masked) flags the output."""
+    edge = outside | ~np.isfinite(data)
     return _Aligned(
         np.where(edge, 0.0, data),
-        np.nan_to_num(badf, nan=1.0) > 0,
-        np.nan_to_num(satf) > 0,
+        np.nan_to_num(bad_fraction, nan=1.0) > 0,
+        np.nan_to_num(sat_fraction) > 0,
         edge,
         (0.0, 0.0),
-        "star-matching",
+        method,
     )
 
 
