@@ -176,9 +176,7 @@ def fit_binary(
 
     single_model = SceneModel(dataclasses.replace(cfg, fit_offset=True))
     problem = single_model.prepare(exposures, target)
-    single = single_model.fit_problem(problem)
-    if cfg.shot_noise:  # re-weigh with the single source's model; both fits use it
-        single = single_model.shot_noise_pass(problem, single)
+    single = single_model.fit_prepared(problem)  # re-weighs ``problem`` for shot noise
     dets = problem.target.detections
     n_det = len(dets)
     bound = cfg.max_offset + 1.0

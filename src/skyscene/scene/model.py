@@ -67,7 +67,9 @@ def _pixel_scale(wcs) -> float:
     """Mean pixel scale of a celestial WCS, arcsec per pixel."""
     from astropy.wcs.utils import proj_plane_pixel_scales
 
-    return float(np.sqrt(np.prod(proj_plane_pixel_scales(wcs.celestial))) * 3600.0)
+    if wcs.naxis != 2 or not wcs.is_celestial:
+        wcs = wcs.celestial  # a copy: only when there are other axes
+    return float(np.sqrt(np.prod(proj_plane_pixel_scales(wcs))) * 3600.0)
 
 
 def _world_to_pixel(wcs, ra, dec) -> np.ndarray:
@@ -205,8 +207,6 @@ class _Problem:
     transposed (``parameters × pixels``) so that ``DᵀWD`` is one BLAS ``syrk``.
     """
 
-    fixed_normal: np.ndarray  # DᵀWD of the fixed parameters, set by _weigh_fixed
-
     def __init__(self, exposures: Sequence, target: Target, config: SceneConfig):
         self.config = config
         self.target = target
@@ -331,16 +331,50 @@ class _Problem:
                 )
             )
 
-        # Grid on the sky, projected into each exposure.
-        n = config.grid_n
-        ticks = (np.arange(n) - (n - 1) / 2.0) * config.grid_spacing
+        self._set_variance(variance)
+        self._set_grid()
+        self._build_fixed_design()
+
+    def _set_grid(self) -> None:
+        """Grid on the sky (``config.grid_n``, ``config.grid_spacing``), in every exposure."""
+        n = self.config.grid_n
+        ticks = (np.arange(n) - (n - 1) / 2.0) * self.config.grid_spacing
         xi, eta = np.meshgrid(ticks, ticks)  # k = j * n + i: i along xi, j along eta
         self.grid_offsets = np.stack([xi.ravel(), eta.ravel()], axis=1)
         grid_ra, grid_dec = tangent_to_sky(*self.center, xi.ravel(), eta.ravel())
         self.grid_xy = [_world_to_pixel(w, grid_ra, grid_dec) for w in self.wcs]
 
-        self._set_variance(variance)
-        self._build_fixed_design()
+    def subgrid(self, nodes: np.ndarray) -> _Problem:
+        """The same problem (data, weights, PSFs, target) with a subset of the grid.
+
+        ``nodes``: indices along each axis of the grid nodes kept (``nodes × nodes``).
+        The rendered design rows are reused, nothing is rendered again.
+        """
+        import copy
+        import dataclasses
+
+        n = self.config.grid_n
+        nodes = np.asarray(nodes, dtype=int)
+        keep = (nodes[:, None] * n + nodes[None, :]).ravel()  # k = j * n + i
+        other = copy.copy(self)
+        m = len(nodes)
+        spacing = (
+            self.config.grid_spacing * (n - 1) / (m - 1) if m > 1 else self.config.grid_spacing
+        )
+        other.config = dataclasses.replace(self.config, grid_n=m, grid_spacing=spacing)
+        other.flags = list(self.flags)
+        other.grid_offsets = self.grid_offsets[keep]
+        other.grid_xy = [xy[keep] for xy in self.grid_xy]
+        rows = np.concatenate([keep, np.arange(self.n_grid, len(self.fixed_names))])
+        other.fixed_design = self.fixed_design[rows]
+        other.fixed_names = [f"grid_{k}" for k in range(len(keep))] + self.fixed_names[
+            self.n_grid :
+        ]
+        other.n_grid = len(keep)
+        other._extra_rows = [x - self.n_grid + len(keep) for x in self._extra_rows]
+        other._weighed = None
+        other._projection = None
+        return other
 
     # -- geometry ----------------------------------------------------------------------
     def detection_xy(self, offset: np.ndarray) -> np.ndarray:
@@ -415,6 +449,8 @@ class _Problem:
         sqrt_w[flat_good] = 1.0 / np.sqrt(flat_var[flat_good])
         self.sqrt_w = sqrt_w
         self.data_w = np.where(flat_good, self.image.reshape(-1), 0.0) * sqrt_w
+        self._weighed: dict | None = None  # normal equations: formed on first use
+        self._projection: dict | None = None
 
     # -- the fixed part of the design: grid, sky, mover --------------------------------
     def _build_fixed_design(self) -> None:
@@ -429,10 +465,10 @@ class _Problem:
         self.n_grid = n_grid
         self.fixed_names = names
         n_fixed = len(names)
-        # Transposed design (parameters × pixels), unweighted, stored pixel-major
-        # (Fortran order): selecting pixels is then a gather of contiguous rows of
-        # ``design.T`` and ``syrk`` reads it without a copy.
-        design = np.zeros((self.n_rows, n_fixed)).T
+        # Transposed design (parameters × pixels), unweighted, C-ordered: each exposure's
+        # block of a parameter is one contiguous run of pixels, so rendered stamps are
+        # copied in without a transpose and the weighing works exposure by exposure.
+        design = np.zeros((n_fixed, self.n_rows))
         npix = self.shape[0] * self.shape[1]
         for e in range(self.n_exp):
             if not self.used[e] or not n_grid:
@@ -445,68 +481,107 @@ class _Problem:
             stamp = render_many(self.psfs[e], self.shape, xy[None, :])[0].ravel()
             design[n_grid + len(sky_exps) + j, self.rows[e]] = stamp
         self.fixed_design = design
-        self._weigh_fixed()
+        # Non-grid rows (sky, mover) nonzero in each exposure.
+        extra: list[list[int]] = [[] for _ in range(self.n_exp)]
+        for j, e in enumerate(sky_exps):
+            extra[e].append(n_grid + j)
+        for j, (e, _) in enumerate(self.mover_params):
+            extra[e].append(n_grid + len(sky_exps) + j)
+        self._extra_rows = [np.array(x, dtype=int) for x in extra]
+        self._weighed = None
+        self._projection = None
 
-    def _weigh_fixed(self, previous_sqrt_w: np.ndarray | None = None) -> None:
-        """Normal matrix, right-hand side and factor of the weighted fixed design.
+    def _weigh_fixed(self) -> None:
+        """Normal matrix, right-hand side, factor and solution of the weighted fixed design.
 
-        With ``previous_sqrt_w`` (the weights the current normal matrix was formed with;
-        same good pixels), only the pixels whose weight changed are visited:
-        ``DᵀW₂D = DᵀW₁D − Dₛᵀ(W₁ − W₂)ₛDₛ`` over the changed pixels ``s`` — exact, since
-        the other pixels contribute zero to the difference. The shot-noise pass changes
-        only the pixels where the first-pass source model is positive (typically
-        50–95 % of them), so this saves the rest of the ``syrk``.
+        Computed on first use after the weights are set (:meth:`_set_variance`), so a
+        problem re-weighed before its first solve (the shot-noise pass) forms ``DᵀWD``
+        once.
         """
         from scipy.linalg.blas import dsyrk
 
         cfg = self.config
-        design = self.fixed_design  # (n_fixed, n_rows), Fortran-ordered
+        design = self.fixed_design  # (n_fixed, n_rows), C-ordered
         sqrt_w = self.sqrt_w
-        if cfg.solver == "dense" and previous_sqrt_w is not None:
-            w_old = previous_sqrt_w**2
-            w_new = sqrt_w**2
-            changed = np.flatnonzero(w_old != w_new)
-            # Weights only decrease (variance added): the correction is a syrk with a
-            # minus sign; any increase would go into a second, positive term.
-            down = changed[w_old[changed] > w_new[changed]]
-            up = changed[w_old[changed] < w_new[changed]]
-            normal = np.array(self.fixed_normal, order="F")  # upper triangle updated
-            pixel_major = design.T  # (n_rows, n_fixed), C-ordered view
-            for idx, sign in ((down, -1.0), (up, 1.0)):
-                if len(idx) == 0:
-                    continue
-                part = pixel_major[idx]
-                part *= np.sqrt(np.abs(w_old[idx] - w_new[idx]))[:, None]
-                normal = dsyrk(
-                    sign, part.T, beta=1.0, c=normal, trans=0, lower=0, overwrite_c=1
-                )  # part.T is Fortran-ordered: no copy
-            normal = np.triu(normal) + np.triu(normal, 1).T
-        elif cfg.solver == "dense":
-            fw = np.multiply(design, sqrt_w[None, :], order="F")
-            normal = dsyrk(1.0, fw, trans=0, lower=0)  # Fortran-ordered: no copy
-            normal = np.triu(normal) + np.triu(normal, 1).T
-            del fw
-            if cfg.ridge > 0 and self.n_grid:
-                idx = np.arange(self.n_grid)
-                normal[idx, idx] += cfg.ridge
+        n_fixed = design.shape[0]
+        if cfg.solver == "dense":
+            # Exposure by exposure: the weighted grid block (n_grid × npix, a few MB)
+            # stays in cache for its syrk and its products with the exposure's own sky
+            # and mover columns (zero elsewhere: their rows are not in the syrk).
+            n_grid = self.n_grid
+            grid_normal = np.zeros((n_grid, n_grid), order="F")
+            normal = np.zeros((n_fixed, n_fixed))
+            rhs = np.zeros(n_fixed)
+            block = np.empty((n_grid, self.shape[0] * self.shape[1]))
+            for e in map(int, np.flatnonzero(self.used)):
+                rows = self.rows[e]
+                w_e = sqrt_w[rows]
+                d_e = self.data_w[rows]
+                extra = self._extra_rows[e]
+                extra_w = design[extra][:, rows] * w_e[None, :]
+                if n_grid:
+                    np.multiply(design[:n_grid, rows], w_e[None, :], out=block)
+                    # block.T is Fortran-ordered (npix × n_grid): syrk reads it, no copy.
+                    grid_normal = dsyrk(
+                        1.0, block.T, beta=1.0, c=grid_normal, trans=1, lower=0, overwrite_c=1
+                    )
+                    rhs[:n_grid] += block @ d_e
+                    cross = block @ extra_w.T
+                    normal[:n_grid, extra] += cross
+                    normal[extra, :n_grid] += cross.T
+                normal[np.ix_(extra, extra)] += extra_w @ extra_w.T
+                rhs[extra] += extra_w @ d_e
+            lower = np.tril_indices(n_grid, -1)
+            grid_normal[lower] = grid_normal.T[lower]  # syrk filled the upper triangle
+            normal[:n_grid, :n_grid] = grid_normal
         else:
             from scipy import sparse
 
             fs = sparse.csr_matrix(design * sqrt_w[None, :])
             normal = (fs @ fs.T).toarray()
-            if cfg.ridge > 0 and self.n_grid:
-                idx = np.arange(self.n_grid)
-                normal[idx, idx] += cfg.ridge
-        self.fixed_normal = normal
-        self.fixed_rhs = design @ (self.data_w * sqrt_w)
-        self.fixed_factor = NormalFactor(normal)
-        self.fixed_solution = self.fixed_factor.solve(self.fixed_rhs)
-        self.data_norm = float(self.data_w @ self.data_w)
-        self._projection: dict | None = None
+            rhs = design @ (self.data_w * sqrt_w)
+        if cfg.ridge > 0 and self.n_grid:
+            idx = np.arange(self.n_grid)
+            normal[idx, idx] += cfg.ridge
+        factor = NormalFactor(normal)
+        self._weighed = {
+            "normal": normal,
+            "rhs": rhs,
+            "factor": factor,
+            "solution": factor.solve(rhs),
+            "data_norm": float(self.data_w @ self.data_w),
+        }
+
+    def _weighed_part(self, key: str):
+        if self._weighed is None:
+            self._weigh_fixed()
+        return self._weighed[key]  # type: ignore[index]
+
+    @property
+    def fixed_normal(self) -> np.ndarray:
+        """``DᵀWD`` of the fixed parameters (grid, skies, movers)."""
+        return self._weighed_part("normal")
+
+    @property
+    def fixed_rhs(self) -> np.ndarray:
+        return self._weighed_part("rhs")
+
+    @property
+    def fixed_factor(self) -> NormalFactor:
+        return self._weighed_part("factor")
+
+    @property
+    def fixed_solution(self) -> np.ndarray:
+        """Fixed parameters fitted without any target."""
+        return self._weighed_part("solution")
+
+    @property
+    def data_norm(self) -> float:
+        return self._weighed_part("data_norm")
 
     def weighted_fixed(self, index: np.ndarray) -> np.ndarray:
         """Weighted fixed design ``D√W`` restricted to the pixel (row) indices ``index``."""
-        return (self.fixed_design.T[index] * self.sqrt_w[index][:, None]).T
+        return self.fixed_design[:, index] * self.sqrt_w[None, index]
 
     # -- fast profile χ² for moving targets --------------------------------------------
     def _target_projection(self) -> dict:
@@ -608,14 +683,19 @@ class _Problem:
             out["covariance"] = cov
         return out
 
-    def with_shot_noise(self, source_model: np.ndarray) -> bool:
+    def missing_gain(self) -> list[str]:
+        """Names of the used exposures without a gain (no shot noise can be added)."""
+        return [self.names[e] for e in range(self.n_exp) if self.used[e] and not self.gain[e]]
+
+    def with_shot_noise(self, source_model: np.ndarray) -> None:
         """Add the shot noise of ``source_model`` (model without sky) to the variance.
 
-        Re-weighs the design; returns False (nothing changed) if an exposure has no gain.
+        Re-weighs the design (the normal equations are formed again on first use).
+        Every used exposure needs a gain (:meth:`missing_gain`).
         """
-        missing = [self.names[e] for e in range(self.n_exp) if self.used[e] and not self.gain[e]]
+        missing = self.missing_gain()
         if missing:
-            return False
+            raise DataError(f"{missing[0]}: no GAIN; the source shot noise cannot be added")
         variance = self.base_variance.copy()
         variance[~np.isfinite(self.variance)] = np.inf
         for e in range(self.n_exp):
@@ -624,11 +704,9 @@ class _Problem:
             source = np.clip(source_model[e], 0.0, None)
             # counts = model / scale; var_counts = counts / gain; var30 = scale² var_counts.
             variance[e] = variance[e] + source * self.scale[e] / float(self.gain[e])
-        # The good pixels (rows) are unchanged: only the weights of the design change.
-        previous = self.sqrt_w
+        # The good pixels (rows) are unchanged: only the weights of the design change;
+        # the normal equations are formed again on first use.
         self._set_variance(variance)
-        self._weigh_fixed(previous_sqrt_w=previous)
-        return True
 
     # -- model images ------------------------------------------------------------------
     def stamps(self, theta_f: np.ndarray, target_sources, target_flux) -> dict:
@@ -780,30 +858,46 @@ class SceneModel:
         return _Problem(exposures, target, self.config)
 
     def __call__(self, exposures: Sequence, target: Target) -> SceneResult:
-        problem = self.prepare(exposures, target)
-        # The first pass of a shot-noise fit only supplies the source model: no covariance.
-        result = self.fit_problem(problem, covariance=not self.config.shot_noise)
-        if self.config.shot_noise:
-            result = self.shot_noise_pass(problem, result)
-        return result
+        return self.fit_prepared(self.prepare(exposures, target))
 
-    def shot_noise_pass(self, problem: _Problem, result: SceneResult) -> SceneResult:
-        """Second pass: add the source shot noise of ``result``'s model and refit.
+    def fit_prepared(self, problem: _Problem) -> SceneResult:
+        """Fit a prepared problem: the shot-noise first pass if configured, then the fit.
+
+        With ``shot_noise`` the problem is left re-weighed (binary fits reuse it).
+        """
+        if not self.config.shot_noise:
+            return self.fit_problem(problem)
+        first = self.shot_noise_weights(problem)
+        if first is None:
+            return _replace_flags(self.fit_problem(problem), (*problem.flags, "shot_noise_skipped"))
+        # The position (if fitted) is refined again on the full grid.
+        return self.fit_problem(problem, offset=first.offset)
+
+    def shot_noise_weights(self, problem: _Problem) -> SceneResult | None:
+        """First pass: fit, then add the source shot noise of its model to the variance.
 
         The ``WGT`` maps of survey images hold the sky + read-noise variance only; the
         Poisson noise of the sources (target, stars and galaxies, i.e. the model minus
         the sky, clipped at 0) is added as ``model / gain`` counts (Bernardinelli et al.
-        2023 §3.2; Brout et al. 2019). The target position of ``result`` is kept. The
-        ``problem`` is re-weighted in place. Without ``GAIN`` the pass is skipped, a
-        :class:`FlaggedDataWarning` is issued and the result flagged.
+        2023 §3.2; Brout et al. 2019). The first pass uses a coarser grid over the same
+        area (a subset of its nodes, ``SceneConfig.first_pass_grid_n``): its model only
+        sets weights. The
+        ``problem`` is re-weighed in place and the first-pass result (no covariance)
+        returned. Without ``GAIN`` nothing changes, a :class:`FlaggedDataWarning` is
+        issued and None returned.
         """
-        if problem.with_shot_noise(result.model - result.sky[:, None, None]):
-            return self.fit_problem(problem, offset=result.offset, refine=False)
-        missing = [problem.names[e] for e in range(problem.n_exp) if not problem.gain[e]]
-        msg = f"shot_noise=True but no GAIN for {missing[:3]}; second pass skipped"
-        warnings.warn(msg, FlaggedDataWarning, stacklevel=3)
-        log.warning("%s", msg)
-        return _replace_flags(result, (*result.flags, "shot_noise_skipped"))
+        cfg = self.config
+        missing = problem.missing_gain()
+        if missing:
+            msg = f"shot_noise=True but no GAIN for {missing[:3]}; second pass skipped"
+            warnings.warn(msg, FlaggedDataWarning, stacklevel=3)
+            log.warning("%s", msg)
+            return None
+        nodes = cfg.first_pass_nodes()
+        coarse = problem if len(nodes) == cfg.grid_n else problem.subgrid(nodes)
+        first = self.fit_problem(coarse, covariance=False)
+        problem.with_shot_noise(first.model - first.sky[:, None, None])
+        return first
 
     def fit_problem(
         self, problem: _Problem, *, offset=None, refine: bool = True, covariance: bool = True
