@@ -34,6 +34,26 @@ def test_fast_rendering_equals_psf_protocol():
     assert 1e-12 * ref.max() < err < 1e-6 * ref.max()
 
 
+def test_fast_rendering_with_a_non_integer_oversampling():
+    # PSFEx models are sampled at PSF_SAMP native pixels (e.g. 0.976: oversampling 1.025).
+    image = (
+        MoffatPSF.from_fwhm(4.0, beta=3.0, axis_ratio=0.9, theta=0.3)
+        .render((25, 25), np.array([12.0, 12.0]))
+        .reshape(25, 25)
+    )
+    from skyscene.psf import PixelizedPSF
+
+    psf = PixelizedPSF(image, oversampling=1.025)
+    centers = np.random.default_rng(2).uniform(-5, 35, size=(50, 2))
+    prepared = prepare_psf(psf, pixelize=True, size=25, oversampling=3, rank_tol=1e-12)
+    assert not isinstance(prepared.step, int)
+    ref = psf.render((30, 30), centers)
+    fast = render_many(prepared, (30, 30), centers)
+    assert np.max(np.abs(fast - ref)) < 1e-11 * ref.max()
+    few = render_many(prepared, (30, 30), centers[:3])  # the moving-target path
+    np.testing.assert_allclose(few, ref[:3], rtol=0, atol=1e-11 * ref.max())
+
+
 def test_noiseless_scene_is_recovered_exactly():
     exposures, truth = noiseless_scene(EXACT)
     result = fit_scene(exposures, Target(ra=RA0, dec=DEC0, detections=[0]), config=EXACT)

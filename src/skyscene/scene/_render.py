@@ -67,7 +67,9 @@ class _CubicPixelized:
         from scipy import linalg
 
         self.psf = psf
-        self.step = round(psf.oversampling)
+        step = float(psf.oversampling)
+        # An integer oversampling gets the strided fast path of ``_axis``.
+        self.step = round(step) if abs(step - round(step)) < 1e-12 else step
         self.center = (psf.image.shape[0] - 1) / 2.0
         coeffs = getattr(psf, "_coeffs", None)
         if coeffs is None:  # pragma: no cover - older PixelizedPSF
@@ -105,6 +107,8 @@ class _CubicPixelized:
         """
         from scipy import sparse
 
+        if not isinstance(self.step, int):
+            return self._axis_any_step(basis, positions, count)
         start = self.center - positions * self.step
         base = np.floor(start)
         weights = _bspline3_weights(start - base)  # (N, 4), the same for every pixel
@@ -133,6 +137,30 @@ class _CubicPixelized:
         )
         return np.asarray(interp @ blocks).reshape(n_src, count, rank)
 
+    def _axis_any_step(self, basis: np.ndarray, positions: np.ndarray, count: int) -> np.ndarray:
+        """:meth:`_axis` for a non-integer oversampling (e.g. PSFEx ``PSF_SAMP`` ≠ 1).
+
+        Every pixel has its own spline phase: one sparse ``(N · count, n)`` matrix of the
+        four taps per pixel applied to the basis.
+        """
+        from scipy import sparse
+
+        n_src = len(positions)
+        u = self.center + (np.arange(count)[None, :] - positions[:, None]) * self.step
+        base = np.floor(u).reshape(-1)
+        weights = _bspline3_weights(u.reshape(-1) - base)  # (N · count, 4)
+        idx = base.astype(np.int64)[:, None] - 1 + np.arange(4)[None, :]
+        valid = (idx >= 0) & (idx < self.n)
+        interp = sparse.csr_matrix(
+            (
+                (weights * valid).reshape(-1),
+                np.where(valid, idx, self.n).reshape(-1),
+                np.arange(0, 4 * n_src * count + 1, 4),
+            ),
+            shape=(n_src * count, self.n + 1),
+        )
+        return np.asarray(interp @ basis).reshape(n_src, count, basis.shape[1])
+
     def render(self, shape: tuple[int, int], centers: np.ndarray) -> np.ndarray:
         ny, nx = shape
         along_x = self._axis(self.col_basis, centers[:, 0], nx)
@@ -143,7 +171,8 @@ class _CubicPixelized:
 def prepare_psf(psf, *, pixelize: bool, size: int, oversampling: int, rank_tol: float = 1e-7):
     """The object :func:`render_many` uses for ``psf``.
 
-    A cubic :class:`PixelizedPSF` with an integer oversampling gets the fast path;
+    A cubic :class:`PixelizedPSF` (any oversampling, e.g. a PSFEx model at a
+    position) gets the separable fast path (fastest for an integer oversampling);
     other PSFs are pixelised with ``psf.to_pixelized(size, oversampling)`` when
     ``pixelize`` is true (fast, and how a PSF from a FITS ``PSF`` HDU is used anyway)
     and otherwise rendered exactly through ``psf.render``. ``rank_tol`` is the relative
@@ -151,11 +180,7 @@ def prepare_psf(psf, *, pixelize: bool, size: int, oversampling: int, rank_tol: 
     """
     if not isinstance(psf, PixelizedPSF) and pixelize and hasattr(psf, "to_pixelized"):
         psf = psf.to_pixelized(size=size, oversampling=oversampling)
-    if (
-        isinstance(psf, PixelizedPSF)
-        and psf.order == 3
-        and abs(psf.oversampling - round(psf.oversampling)) < 1e-12
-    ):
+    if isinstance(psf, PixelizedPSF) and psf.order == 3:
         return _CubicPixelized(psf, rank_tol=rank_tol)
     return psf
 
