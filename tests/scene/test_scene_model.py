@@ -355,3 +355,30 @@ def test_bad_parameters():
         )
     with pytest.raises(ParameterError, match="one value per detection"):
         Target(ra=[1.0, 2.0, 3.0], dec=[1.0, 2.0, 3.0], detections=[0, 1])
+
+
+def test_per_detection_offsets_undo_different_position_errors():
+    from skyscene.datasets.tno import simulate_tno_stamps
+    from skyscene.scene import tangent_to_sky
+
+    sim = simulate_tno_stamps(
+        rng=21, n_exposures=7, n_detections=3, snr=60.0, blend="isolated", n_stars=0
+    )
+    errors = np.array([[0.2, -0.1], [-0.15, 0.12], [0.0, 0.18]])  # arcsec, per detection
+    ra, dec = tangent_to_sky(sim.truth["ra"], sim.truth["dec"], errors[:, 0], errors[:, 1])
+    target = Target(ra=tuple(ra), dec=tuple(dec), detections=(0, 1, 2))
+    per = fit_scene(sim.exposures, target, grid_n=12, fit_offset=True, offset_mode="per_detection")
+    assert per.detection_offsets.shape == (3, 2)
+    # Each detection's offset undoes its own error (S/N 60: ~0.02″ errors).
+    np.testing.assert_allclose(per.detection_offsets, -errors, atol=0.06)
+    np.testing.assert_allclose(per.offset, per.detection_offsets.mean(axis=0))
+    assert "offset_not_converged" not in per.flags
+    common = fit_scene(sim.exposures, target, grid_n=12, fit_offset=True)
+    np.testing.assert_allclose(common.detection_offsets, np.tile(common.offset, (3, 1)))
+    # One shared offset cannot undo three different errors: a worse χ², biased fluxes.
+    assert common.chi2 > per.chi2 + 25
+    truth = sim.truth["flux"]
+    assert np.all(np.abs(per.flux - truth) < 4 * per.flux_err)
+    assert per.dof == common.dof - 4  # two position parameters per detection vs two
+    table = per.to_table()
+    np.testing.assert_allclose(table["offset_xi"], per.detection_offsets[:, 0])

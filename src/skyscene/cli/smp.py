@@ -18,7 +18,8 @@ def _config(args):
         grid_n=args.grid_n,
         grid_spacing=args.grid_spacing,
         sky=args.sky,
-        fit_offset=args.fit_offset,
+        fit_offset=args.fit_offset or args.offset_mode == "per_detection",
+        offset_mode=args.offset_mode,
         shot_noise=args.shot_noise,
         ridge=args.ridge,
     )
@@ -37,6 +38,13 @@ def _add_fit_options(p) -> None:
     )
     p.add_argument("--sky", choices=("fit", "subtract", "none"), default="fit", help="sky handling")
     p.add_argument("--fit-offset", action="store_true", help="fit a sub-pixel target offset")
+    p.add_argument(
+        "--offset-mode",
+        choices=("common", "per_detection"),
+        default="common",
+        help="one fitted offset for all detection exposures, or one each "
+        "(per_detection implies --fit-offset)",
+    )
     p.add_argument(
         "--shot-noise",
         action=argparse.BooleanOptionalAction,

@@ -52,6 +52,7 @@ def smp_record(result, *, binary_result=None) -> dict:
         "x": result.target_xy[:, 0],
         "y": result.target_xy[:, 1],
         "offset_arcsec": result.offset,
+        "detection_offsets_arcsec": result.detection_offsets,
         "chi2": result.chi2,
         "dof": result.dof,
         "chi2_exposure": dict(zip(result.filenames, result.chi2_exposure.tolist(), strict=True)),

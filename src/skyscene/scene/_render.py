@@ -161,11 +161,11 @@ class _CubicPixelized:
         )
         return np.asarray(interp @ basis).reshape(n_src, count, basis.shape[1])
 
-    def render(self, shape: tuple[int, int], centers: np.ndarray) -> np.ndarray:
+    def render(self, shape: tuple[int, int], centers: np.ndarray, out=None) -> np.ndarray:
         ny, nx = shape
         along_x = self._axis(self.col_basis, centers[:, 0], nx)
         along_y = self._axis(self.row_basis, centers[:, 1], ny)
-        return np.matmul(along_y, along_x.transpose(0, 2, 1))
+        return np.matmul(along_y, along_x.transpose(0, 2, 1), out=out)
 
 
 def prepare_psf(psf, *, pixelize: bool, size: int, oversampling: int, rank_tol: float = 1e-7):
@@ -185,16 +185,20 @@ def prepare_psf(psf, *, pixelize: bool, size: int, oversampling: int, rank_tol: 
     return psf
 
 
-def render_many(prepared, shape: tuple[int, int], centers) -> np.ndarray:
+def render_many(prepared, shape: tuple[int, int], centers, *, out=None) -> np.ndarray:
     """Render unit-flux point sources at ``centers`` ``(N, 2)`` into ``(N, ny, nx)`` stamps.
 
-    ``prepared`` comes from :func:`prepare_psf` (or is any PSF-protocol object).
+    ``prepared`` comes from :func:`prepare_psf` (or is any PSF-protocol object). ``out``:
+    an ``(N, ny, nx)`` array (a view into a design matrix, say) to write into.
     """
     centers = np.atleast_2d(np.asarray(centers, dtype=float))
     shape = (int(shape[0]), int(shape[1]))
     if len(centers) == 0:
-        return np.zeros((0, *shape))
+        return np.zeros((0, *shape)) if out is None else out
     if isinstance(prepared, _CubicPixelized):
-        return prepared.render(shape, centers)
-    out = np.asarray(prepared.render(shape, centers), dtype=float)
-    return out.reshape(len(centers), *shape)
+        return prepared.render(shape, centers, out=out)
+    stamps = np.asarray(prepared.render(shape, centers), dtype=float).reshape(len(centers), *shape)
+    if out is None:
+        return stamps
+    out[...] = stamps
+    return out

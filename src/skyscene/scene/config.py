@@ -14,6 +14,7 @@ __all__ = ["SceneConfig", "Target"]
 
 _SKY_MODES = ("fit", "subtract", "none")
 _MOVER_MODES = ("mask", "model", "ignore")
+_OFFSET_MODES = ("common", "per_detection")
 _SOLVERS = ("dense", "sparse")
 
 
@@ -43,6 +44,11 @@ class SceneConfig:
     fit_offset : bool
         Fit a common sky offset ``(Δξ, Δη)`` of the target (in all detection exposures)
         by minimising the profile χ² around the linear solve.
+    offset_mode : {"common", "per_detection"}
+        With ``fit_offset``: one offset shared by all detection exposures (a static
+        target, or a mover whose ephemeris is off by the same amount throughout), or one
+        per detection exposure (ephemeris errors that differ between exposures; fitted
+        one detection at a time, cycling until none moves by > 0.001″).
     max_offset : float
         Bound of the fitted offset, arcsec (each axis).
     shot_noise : bool
@@ -92,6 +98,7 @@ class SceneConfig:
     sky: str = "fit"
     ridge: float = 0.0
     fit_offset: bool = False
+    offset_mode: str = "common"
     max_offset: float = 1.0
     shot_noise: bool = True
     first_pass_grid_n: int | None = None
@@ -135,6 +142,10 @@ class SceneConfig:
         _positive("grid_spacing", self.grid_spacing)
         _positive("max_offset", self.max_offset)
         _positive("mover_radius", self.mover_radius)
+        if self.offset_mode not in _OFFSET_MODES:
+            raise ParameterError(
+                f"SceneConfig.offset_mode must be one of {_OFFSET_MODES}, got {self.offset_mode!r}"
+            )
         if self.sky not in _SKY_MODES:
             raise ParameterError(f"SceneConfig.sky must be one of {_SKY_MODES}, got {self.sky!r}")
         if self.mover not in _MOVER_MODES:

@@ -100,7 +100,10 @@ class SceneResult:
     target_xy : ndarray, shape (n_detections, 2)
         Pixel position of the target in its detection exposure (after the offset).
     offset : ndarray, shape (2,)
-        Fitted common target offset ``(Δξ, Δη)`` in arcsec (zeros if not fitted).
+        Fitted common target offset ``(Δξ, Δη)`` in arcsec (zeros if not fitted; the
+        mean of ``detection_offsets`` with ``offset_mode="per_detection"``).
+    detection_offsets : ndarray, shape (n_detections, 2)
+        The offset applied in each detection exposure, arcsec.
     grid_flux : ndarray, shape (grid_n**2,)
         Fluxes of the background grid.
     sky, sky_err : ndarray, shape (n_exposures,)
@@ -139,6 +142,7 @@ class SceneResult:
     filenames: tuple[str, ...]
     flags: tuple[str, ...] = ()
     config: SceneConfig = field(default_factory=SceneConfig)
+    detection_offsets: np.ndarray | None = None
     extra_fluxes: dict = field(default_factory=dict)
 
     @property
@@ -169,6 +173,11 @@ class SceneResult:
         idx = [self.param_names.index(f"target_{d}") for d in self.detections]
         return self.covariance[np.ix_(idx, idx)]
 
+    def _detection_offsets(self) -> np.ndarray:
+        if self.detection_offsets is not None:
+            return self.detection_offsets
+        return np.tile(self.offset, (len(self.detections), 1))
+
     def to_table(self):
         """One row per detection exposure (astropy Table); the config goes in ``meta``."""
         from astropy.table import Table
@@ -190,8 +199,8 @@ class SceneResult:
                 "npix_exposure": self.npix_exposure[det],
                 "chi2": np.full(len(det), self.chi2),
                 "dof": np.full(len(det), self.dof, dtype=int),
-                "offset_xi": np.full(len(det), self.offset[0]),
-                "offset_eta": np.full(len(det), self.offset[1]),
+                "offset_xi": self._detection_offsets()[:, 0],
+                "offset_eta": self._detection_offsets()[:, 1],
                 "flags": np.array([";".join(self.flags)] * len(det), dtype=str),
             }
         )
@@ -380,6 +389,9 @@ class _Problem:
     def detection_xy(self, offset: np.ndarray) -> np.ndarray:
         """Pixel positions ``(n_det, 2)`` of the target offset by ``(Δξ, Δη)`` arcsec.
 
+        ``offset``: one ``(2,)`` offset for all detection exposures, or ``(n_det, 2)``
+        (one per detection exposure).
+
         For WCSs without distortion terms the map from tangent-plane offsets to pixels is
         affine to ~1e-9 px over the few arcsec a target may move (two gnomonic projections
         about nearly the same point), so it is linearised once; with distortions (SIP,
@@ -402,13 +414,15 @@ class _Problem:
                     axis=1,
                 ) / (2.0 * step)
                 self._affine[j] = (self._affine[j], jac)
-        out = np.empty((len(self.target.detections), 2))
-        for j in range(len(out)):
+        n_det = len(self.target.detections)
+        offsets = np.broadcast_to(offset.reshape(-1, 2), (n_det, 2))
+        out = np.empty((n_det, 2))
+        for j in range(n_det):
             affine = self._affine[j]
             if isinstance(affine, tuple):
-                out[j] = affine[0] + affine[1] @ offset
+                out[j] = affine[0] + affine[1] @ offsets[j]
             else:
-                out[j] = self._exact_xy(j, offset)
+                out[j] = self._exact_xy(j, offsets[j])
         return out
 
     def fwhm_arcsec(self, exposure: int) -> float:
@@ -469,12 +483,11 @@ class _Problem:
         # block of a parameter is one contiguous run of pixels, so rendered stamps are
         # copied in without a transpose and the weighing works exposure by exposure.
         design = np.zeros((n_fixed, self.n_rows))
-        npix = self.shape[0] * self.shape[1]
         for e in range(self.n_exp):
             if not self.used[e] or not n_grid:
                 continue
-            stamps = render_many(self.psfs[e], self.shape, self.grid_xy[e])
-            design[:n_grid, self.rows[e]] = stamps.reshape(n_grid, npix)
+            out = design[:n_grid, self.rows[e]].reshape(n_grid, *self.shape)  # a view
+            render_many(self.psfs[e], self.shape, self.grid_xy[e], out=out)
         for j, e in enumerate(sky_exps):
             design[n_grid + j, self.rows[e]] = 1.0
         for j, (e, xy) in enumerate(self.mover_params):
@@ -810,6 +823,36 @@ def _optimize_offsets(
     return np.asarray(res.x, float), float(res.fun), bool(res.success)
 
 
+def _optimize_each_offset(
+    objective, start: np.ndarray, bound: float, *, sweeps: int = 4, tol: float = 1e-3
+) -> tuple[np.ndarray, bool]:
+    """Per-detection offsets ``(2 n_det,)``: Nelder–Mead on one detection's pair at a time.
+
+    The detections interact only through the shared scene, weakly, so cycling over them
+    (each 2-D minimisation with the others fixed) converges in a few sweeps; a joint
+    simplex in 2·n_det dimensions would need far more evaluations. Stops when no offset
+    moves by more than ``tol`` arcsec in a sweep.
+    """
+    params = np.clip(np.asarray(start, float).copy(), -bound, bound)
+    ok = True
+    for _ in range(sweeps):
+        moved = 0.0
+        for j in range(len(params) // 2):
+
+            def one(off, j=j):
+                trial = params.copy()
+                trial[2 * j : 2 * j + 2] = off
+                return objective(trial)
+
+            best, _, success = _optimize_offsets(one, params[2 * j : 2 * j + 2], bound)
+            ok = ok and success
+            moved = max(moved, float(np.max(np.abs(best - params[2 * j : 2 * j + 2]))))
+            params[2 * j : 2 * j + 2] = best
+        if moved < tol:
+            return params, ok
+    return params, False
+
+
 class SceneModel:
     """Scene-modelling photometry, configured once and applied to exposure sets.
 
@@ -909,8 +952,12 @@ class SceneModel:
         """
         cfg = self.config
         flags = list(problem.flags)
-        offset = np.zeros(2) if offset is None else np.asarray(offset, float)
         dets = problem.target.detections
+        per_detection = cfg.fit_offset and cfg.offset_mode == "per_detection"
+        size = 2 * len(dets) if per_detection else 2
+        offset = np.zeros(size) if offset is None else np.asarray(offset, float).reshape(-1)
+        if offset.size != size:  # a common offset as the start of per-detection ones
+            offset = np.resize(offset[:2], size)
 
         def sources(off):
             return list(zip(dets, problem.detection_xy(off), strict=True))
@@ -920,7 +967,10 @@ class SceneModel:
             def objective(off):
                 return problem.profile_chi2(sources(off))
 
-            offset, _, ok = _optimize_offsets(objective, offset, cfg.max_offset)
+            if per_detection and len(dets) > 1:
+                offset, ok = _optimize_each_offset(objective, offset, cfg.max_offset)
+            else:
+                offset, _, ok = _optimize_offsets(objective, offset, cfg.max_offset)
             if not ok:
                 flags.append("offset_not_converged")
             if np.any(np.abs(offset) > 0.999 * cfg.max_offset):
@@ -940,7 +990,8 @@ class SceneModel:
             sol = position_marginal_solution(problem, sources, offset)
         else:
             sol = problem.solve(target_w, covariance=True)
-        return _make_result(problem, sol, src, offset, flags, extra={})
+        n_position = size if cfg.fit_offset else 0
+        return _make_result(problem, sol, src, offset, flags, extra={"n_position": n_position})
 
 
 def _make_result(problem: _Problem, sol: dict, src, offset, flags, extra) -> SceneResult:
@@ -963,9 +1014,10 @@ def _make_result(problem: _Problem, sol: dict, src, offset, flags, extra) -> Sce
     for j, e in enumerate(problem.sky_exps):
         sky_err[e] = math.sqrt(var[problem.n_grid + j])
     chi2_exp = problem.chi2_per_exposure(stamps["model"])
-    n_params = n_f + n_src - problem.fixed_factor.n_dropped
+    n_params = n_f + n_src - problem.fixed_factor.n_dropped + extra.get("n_position", 0)
     dof = int(problem.npix.sum() - n_params)
     n_det = len(problem.target.detections)
+    detection_offsets = np.broadcast_to(np.asarray(offset, float).reshape(-1, 2), (n_det, 2))
     flux = flux_all[:n_det]
     flux_err = np.sqrt(var[n_f : n_f + n_det])
     # Image scaled, with the subtracted sky added back for display consistency.
@@ -976,7 +1028,8 @@ def _make_result(problem: _Problem, sol: dict, src, offset, flags, extra) -> Sce
         flux_err=flux_err,
         detections=problem.target.detections,
         target_xy=np.array([xy for _, xy in src[:n_det]]),
-        offset=np.asarray(offset, float),
+        offset=detection_offsets.mean(axis=0),
+        detection_offsets=detection_offsets.copy(),
         grid_flux=theta_f[: problem.n_grid].copy(),
         sky=sky,
         sky_err=sky_err,
