@@ -382,3 +382,60 @@ def test_per_detection_offsets_undo_different_position_errors():
     assert per.dof == common.dof - 4  # two position parameters per detection vs two
     table = per.to_table()
     np.testing.assert_allclose(table["offset_xi"], per.detection_offsets[:, 0])
+
+
+def test_fit_scene_with_a_piff_model_at_each_cutout_origin(tmp_path):
+    """Piff through the PSF protocol: each stamp's PSF is the model at its parent pixels."""
+    pytest.importorskip("piff")
+    from scene_helpers import DEC0, RA0, make_wcs
+
+    from skyscene.datasets import simulate_piff_model
+    from skyscene.io import Exposure, read_exposure, write_exposure
+    from skyscene.psf import read_psf_model
+    from skyscene.scene.model import _world_to_pixel
+
+    path = simulate_piff_model(tmp_path / "chip.piff", rng=4, fwhm_gradient=0.3)
+    model = read_psf_model(path)
+    config = SceneConfig(grid_n=6, grid_spacing=0.6, shot_noise=False)
+    rng = np.random.default_rng(8)
+    exposures, origins = [], []
+    for e in range(4):
+        wcs = make_wcs(rng.uniform(-0.05, 0.05), rng.uniform(-1, 1, 2))
+        origin = (int(rng.integers(100, 1900)), int(rng.integers(100, 1900)))
+        origins.append(origin)
+        xy = _world_to_pixel(wcs, RA0, DEC0)[0]
+        local = model.at(xy[0] + origin[0], xy[1] + origin[1])
+        img = 20.0 + (800.0 if e == 0 else 0.0) * local.render((30, 30), xy)
+        exp = Exposure(
+            data=img,
+            variance=np.full((30, 30), 1.0),
+            wcs=wcs,
+            psf=model,
+            origin=origin,
+            zeropoint=30.0,
+            gain=4.0,
+            meta={"filename": f"s{e}.fits"},
+        )
+        exposures.append(
+            read_exposure(write_exposure(tmp_path / f"s{e}.fits", exp), require_time=False)
+        )
+    # The stamps keep their place in the parent image (LTV1/2) through FITS.
+    assert [e.origin for e in exposures] == origins
+    stamps = [e.replace(psf=model) for e in exposures]
+    target = Target(ra=RA0, dec=DEC0, detections=[0])
+    r = fit_scene(stamps, target, config=config)
+    assert r.flux[0] == pytest.approx(800.0, rel=1e-5)  # float32 pixels in the files
+    assert r.chi2 < 1e-3
+    # Without the origins (the model evaluated at the stamp's own pixels) the PSF is
+    # wrong (the FWHM varies by 30 % across the chip): a much worse fit.
+    wrong = fit_scene([e.replace(origin=(0, 0)) for e in stamps], target, config=config)
+    assert wrong.chi2 > 100 * max(r.chi2, 1e-3)
+    # The same through the files and run_smp (``skyscene smp ... --psf-model chip.piff``).
+    from skyscene.errors import ParameterError
+    from skyscene.pipelines.smp import run_smp
+
+    files = [tmp_path / f"s{e}.fits" for e in range(4)]
+    record = run_smp(files, ra=RA0, dec=DEC0, detection=files[0], config=config, psf_models=[path])
+    assert record["flux"][0] == pytest.approx(r.flux[0], rel=1e-12)
+    with pytest.raises(ParameterError, match="one PSF model file for all stamps or one per stamp"):
+        run_smp(files, ra=RA0, dec=DEC0, detection=files[0], psf_models=[path, path])

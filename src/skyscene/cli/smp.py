@@ -66,6 +66,7 @@ def _smp(args) -> int:
         config=_config(args),
         out=args.out,
         mugshot=args.mugshot,
+        psf_models=args.psf_model,
     )
     flux, err = record["flux"][0], record["flux_err"][0]
     log.info(
@@ -150,6 +151,13 @@ def register(commands, simulate) -> None:
     )
     p.add_argument("--out", required=True, help="result JSON file")
     p.add_argument("--mugshot", default=None, help="five-panel mugshot PNG of the detection")
+    p.add_argument(
+        "--psf-model",
+        nargs="+",
+        default=None,
+        help="PSF model files of the stamps' parent images (PSFEx .psf or Piff .piff): one "
+        "for all stamps or one per stamp in order; evaluated at pixel + LTV1/2 origin",
+    )
     _add_fit_options(p)
     p.set_defaults(func=_smp)
 

@@ -7,6 +7,7 @@ writes its truth next to the data. Submodules are imported on first use, so
 - :func:`simulate_observations`: multi-camera frames with a variable star (reduction).
 - :func:`simulate_calibration_frames`: bias/dark/flat frames of a simulated detector.
 - :func:`simulate_tno_stamps`: DES-like stamp sets for scene-modelling photometry.
+- :func:`simulate_piff_model`: a Piff PSF model fitted to simulated stars (``piff`` extra).
 - :func:`simulate_pair`: science/reference pairs with transients (ZOGY).
 - :func:`simulate_spectral_grid`, :func:`simulate_spectrum`: toy spectral grid and spectra.
 """
@@ -20,6 +21,7 @@ __all__ = [
     "simulate_calibration_frames",
     "simulate_observations",
     "simulate_pair",
+    "simulate_piff_model",
     "simulate_spectral_grid",
     "simulate_spectrum",
     "simulate_tno_stamps",
@@ -31,6 +33,7 @@ _WHERE = {
     "simulate_calibration_frames": "calibration",
     "simulate_tno_stamps": "tno",
     "simulate_pair": "pairs",
+    "simulate_piff_model": "piff_model",
     "simulate_spectral_grid": "spectra",
     "simulate_spectrum": "spectra",
 }

@@ -4,12 +4,15 @@ Layout (see ``docs/DESIGN.md``): image HDU ``SCI`` (or the primary HDU) with a W
 header and ``MJD-OBS``, ``EXPTIME``, ``FILTER``, ``MAGZERO``, optional ``GAIN``,
 ``RDNOISE``, ``SATURATE``; HDU ``WGT`` (inverse variance, 0 = no data); optional
 ``MSK`` (int, 0 = good); optional ``PSF`` (pixelised, odd size, centred, unit sum,
-``PSFSAMP`` = oversampling factor).
+``PSFSAMP`` = oversampling factor). A cutout records its place in the parent image with
+IRAF's ``LTV1``/``LTV2`` (``Exposure.origin = (−LTV1, −LTV2)``), so that a spatially
+varying PSF model of the parent (PSFEx, Piff) is evaluated at the right pixels.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from pathlib import Path
 
@@ -185,8 +188,33 @@ def read_exposure(
         exptime=info.exptime if info else None,
         gain=info.gain if info else None,
         read_noise=info.read_noise if info else None,
+        origin=_origin(header, name),
         meta=meta,
     )
+
+
+def _origin(header, name: str) -> tuple[int, int]:
+    """Position of a cutout's first pixel in its parent image, from IRAF's ``LTV1/2``.
+
+    A cutout starting at (0-based) column ``x0`` of its parent has ``LTV1 = −x0``
+    (physical = image − LTV); a spatially varying PSF model of the parent is evaluated
+    at ``cutout pixel + origin``.
+    """
+    out = []
+    for key in ("LTV1", "LTV2"):
+        value = header.get(key, 0.0)
+        try:
+            value = float(value)
+        except (TypeError, ValueError) as exc:
+            raise HeaderError(
+                f"{name}: {key} = {value!r} is not a number", filename=name, key=key
+            ) from exc
+        if not math.isfinite(value) or abs(value - round(value)) > 1e-6:
+            raise HeaderError(
+                f"{name}: {key} = {value!r} is not a whole number of pixels", filename=name, key=key
+            )
+        out.append(-round(value))
+    return out[0], out[1]
 
 
 def _variance_from_header(data, bad, info) -> np.ndarray:
@@ -242,6 +270,11 @@ def write_exposure(path: str | Path, exposure: Exposure, *, overwrite: bool = Tr
                 header.append(card)
     if exposure.wcs is not None:
         header.update(exposure.wcs.to_header(relax=True))
+    for key in ("LTV1", "LTV2"):
+        header.remove(key, ignore_missing=True, remove_all=True)
+    if exposure.origin != (0, 0):
+        header["LTV1"] = (-exposure.origin[0], "cutout: parent column = column - LTV1")
+        header["LTV2"] = (-exposure.origin[1], "cutout: parent row = row - LTV2")
     if exposure.time is not None:
         from astropy import units as u
 

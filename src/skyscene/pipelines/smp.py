@@ -92,6 +92,21 @@ def _read_stamps(paths: Sequence[str | Path]):
     return [read_exposure(p, require_time=False) for p in paths]
 
 
+def _with_psf_models(exposures, psf_models: Sequence[str | Path]):
+    from skyscene.psf import read_psf_model
+
+    models = [Path(p) for p in psf_models]
+    if len(models) not in (1, len(exposures)):
+        raise ParameterError(
+            f"give one PSF model file for all stamps or one per stamp ({len(exposures)}), "
+            f"got {len(models)}"
+        )
+    if len(models) == 1:
+        models = models * len(exposures)
+    loaded = {path: read_psf_model(path) for path in dict.fromkeys(models)}
+    return [exp.replace(psf=loaded[path]) for exp, path in zip(exposures, models, strict=True)]
+
+
 def _detection_indices(
     paths: Sequence[Path], detection: str | Path | Sequence[str | Path]
 ) -> list[int]:
@@ -116,6 +131,7 @@ def run_smp(
     config=None,
     out: str | Path | None = None,
     mugshot: str | Path | None = None,
+    psf_models: Sequence[str | Path] | None = None,
 ) -> dict:
     """Fit one detection from stamp files; write the JSON result and a mugshot.
 
@@ -134,6 +150,10 @@ def run_smp(
         JSON result file (written atomically).
     mugshot : path, optional
         PNG of the five-panel mugshot of the (first) detection exposure.
+    psf_models : sequence of path, optional
+        PSF model files (PSFEx ``.psf``, Piff ``.piff``) of the stamps' parent images,
+        one per stamp or one for all; they replace the stamps' ``PSF`` HDUs and are
+        evaluated at ``pixel + origin`` (``LTV1/2`` of the stamp).
 
     Returns
     -------
@@ -146,6 +166,8 @@ def run_smp(
     if not paths:
         raise ParameterError("run_smp needs at least one stamp file")
     exposures = _read_stamps(paths)
+    if psf_models:
+        exposures = _with_psf_models(exposures, psf_models)
     dets = _detection_indices(paths, detection)
     target = Target(ra=ra, dec=dec, detections=tuple(dets))
     model = SceneModel(config)

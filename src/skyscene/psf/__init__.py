@@ -7,8 +7,10 @@ gives ``N`` stamps. See :mod:`skyscene.psf.base`.
 
 from skyscene.psf.analytic import GaussianPSF, MoffatPSF, fwhm_to_sigma, sigma_to_fwhm
 from skyscene.psf.base import PSFModel, PSFProtocol
+from skyscene.psf.piff_psf import PiffPSF
 from skyscene.psf.pixelized import GalSimPSF, PixelizedPSF
 from skyscene.psf.psfex import PSFExModel, read_psfex
+from skyscene.psf.read import read_psf_model
 from skyscene.psf.shape import PSFShape, combine_shapes, estimate_psf_shape, fit_star, moment_sizes
 
 __all__ = [
@@ -19,12 +21,14 @@ __all__ = [
     "PSFModel",
     "PSFProtocol",
     "PSFShape",
+    "PiffPSF",
     "PixelizedPSF",
     "combine_shapes",
     "estimate_psf_shape",
     "fit_star",
     "fwhm_to_sigma",
     "moment_sizes",
+    "read_psf_model",
     "read_psfex",
     "sigma_to_fwhm",
 ]
