@@ -75,6 +75,14 @@ def test_smp_command_writes_json_and_mugshot(stamp_dir):
     record = json.loads(out.read_text())
     assert abs(record["flux"][0] - truth["flux"]) < 5 * record["flux_err"][0]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert record["detection_offsets_arcsec"] == [[0.0, 0.0]]
+    # Per-detection offsets (implies --fit-offset): recorded per detection exposure.
+    argv = [a for a in argv if a not in ("--mugshot", str(png))]
+    assert _run([*argv, "--offset-mode", "per_detection"]) == 0
+    record = json.loads(out.read_text())
+    assert record["config"]["fit_offset"] is True
+    assert record["config"]["offset_mode"] == "per_detection"
+    assert np.max(np.abs(record["detection_offsets_arcsec"])) < 0.1  # the truth is at (0, 0)
 
 
 def test_smp_batch_resumes_and_lists_failures(stamp_dir, tmp_path):
