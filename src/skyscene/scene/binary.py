@@ -215,7 +215,7 @@ def fit_binary(
         if best is None or fun < best[1]:
             best = (x, fun)
     params = best[0]  # type: ignore[index]
-    flux = problem.solve(problem.target_columns(sources(params)))["target"]
+    flux = problem.solve(problem.target_columns(sources(params)), refine=False)["target"]
     # Order: component 1 is the brighter in the first detection.
     if flux[n_det] > flux[0]:
         params = np.concatenate([params[2:], params[:2]])

@@ -370,7 +370,10 @@ class _Problem:
         spacing = (
             self.config.grid_spacing * (n - 1) / (m - 1) if m > 1 else self.config.grid_spacing
         )
-        other.config = dataclasses.replace(self.config, grid_n=m, grid_spacing=spacing)
+        # A subgrid serves the shot-noise first pass: no refinement of its solution.
+        other.config = dataclasses.replace(
+            self.config, grid_n=m, grid_spacing=spacing, refine=False
+        )
         other.flags = list(self.flags)
         other.grid_offsets = self.grid_offsets[keep]
         other.grid_xy = [xy[keep] for xy in self.grid_xy]
@@ -652,15 +655,21 @@ class _Problem:
             cols[j, rows] = stamp * self.sqrt_w[rows]
         return cols
 
-    def solve(self, target_w: np.ndarray, *, covariance: bool = False) -> dict:
+    def solve(
+        self, target_w: np.ndarray, *, covariance: bool = False, refine: bool | None = None
+    ) -> dict:
         """Linear solve with the fixed part and ``target_w`` columns (Schur complement).
 
         Returns the fixed and target parameters, the penalised χ² and optionally the
-        full covariance (fixed parameters first).
+        full covariance (fixed parameters first). ``refine`` (default: the config's):
+        one step of iterative refinement (:meth:`_refine`).
         """
+        refine = self.config.refine if refine is None else refine
         n_t = len(target_w)
         if n_t == 0:
             theta_f = self.fixed_solution
+            if refine:
+                theta_f, _ = self._refine(theta_f, np.zeros(0), target_w, None)
             chi2 = self.data_norm - float(theta_f @ self.fixed_rhs)
             out = {"fixed": theta_f, "target": np.zeros(0), "chi2": chi2, "singular": False}
             if covariance:
@@ -676,6 +685,9 @@ class _Problem:
         schur_factor = NormalFactor(schur, rcond=1e-10)
         f = schur_factor.solve(reduced)
         theta_f = self.fixed_solution - x @ f
+        if refine:
+            blocks = (coupling, x, schur_factor)
+            theta_f, f = self._refine(theta_f, f, target_w, blocks)
         chi2 = self.data_norm - float(theta_f @ self.fixed_rhs) - float(f @ rhs_t)
         out = {
             "fixed": theta_f,
@@ -695,6 +707,33 @@ class _Problem:
             cov[n_f:, n_f:] = s_inv
             out["covariance"] = cov
         return out
+
+    def _refine(
+        self, theta_f: np.ndarray, f: np.ndarray, target_w: np.ndarray, blocks
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One step of iterative refinement with residuals from the design itself.
+
+        The normal equations of a grid finer than the PSF are ill-conditioned
+        (``κ(DᵀWD)`` ~ 1e7–1e8 for 20 × 20 at 0.35″), so grid fluxes come out with
+        relative errors ~``κ ε`` ≈ 1e-8 (target fluxes ~1e-13). The weighted residual
+        ``r = √W d − √W D θ`` is formed from the design, ``Dᵀ√W r`` solved with the same
+        factors and added (corrected semi-normal equations, Björck 1987): errors fall to
+        ~1e-12 for two more passes over the design (~3 ms for 11 × 30 × 30 pixels).
+        """
+        sqrt_w = self.sqrt_w
+        resid = self.data_w - (theta_f @ self.fixed_design) * sqrt_w
+        if len(f):
+            resid -= f @ target_w
+        g_f = self.fixed_design @ (resid * sqrt_w)
+        if self.config.ridge > 0 and self.n_grid:
+            g_f[: self.n_grid] -= self.config.ridge * theta_f[: self.n_grid]
+        if blocks is None:
+            return theta_f + self.fixed_factor.solve(g_f), f
+        coupling, x, schur_factor = blocks
+        g_t = target_w @ resid
+        d_f0 = self.fixed_factor.solve(g_f)
+        d_t = schur_factor.solve(g_t - coupling.T @ d_f0)
+        return theta_f + d_f0 - x @ d_t, f + d_t
 
     def missing_gain(self) -> list[str]:
         """Names of the used exposures without a gain (no shot noise can be added)."""
@@ -781,8 +820,7 @@ def position_marginal_solution(
     params = np.asarray(params, dtype=float)
     src = sources_fn(params)
     cols = problem.target_columns(src)
-    sol = problem.solve(cols)
-    flux = sol["target"]
+    flux = problem.solve(cols, refine=False)["target"]
     derivs = []
     for p in range(len(params)):
         delta = np.zeros_like(params)
@@ -791,7 +829,7 @@ def position_marginal_solution(
         minus = problem.target_columns(sources_fn(params - delta))
         derivs.append(flux @ (plus - minus) / (2.0 * step))
     augmented = np.vstack([cols, np.array(derivs)])
-    full = problem.solve(augmented, covariance=True)
+    full = problem.solve(augmented, covariance=True, refine=False)  # for its covariance
     n = len(problem.fixed_names) + len(src)
     sol = problem.solve(cols, covariance=True)
     sol["covariance"] = full["covariance"][:n, :n]
