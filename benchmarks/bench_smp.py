@@ -3,7 +3,8 @@
 Run by hand::
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_smp.py [--n 1000] [--n-binary 100]
-        [--n-batch 1000] [--workers 2] [--repeats 20] [--skip speed accuracy binary batch]
+        [--n-batch 1000] [--workers 2] [--repeats 20] [--first-seed 10000] [--ideal]
+        [--skip speed accuracy binary batch]
 
 Timings are printed as CPU time (``time.process_time``) and wall time: on a shared,
 loaded machine the wall time is inflated by other processes, the CPU time much less.
@@ -37,17 +38,18 @@ import numpy as np
 REFERENCE_SECONDS = 60.0  # published SMP implementation, 11 exposures, 20 × 20 grid
 
 
-def _accuracy_task(seed: int) -> dict:
+def _accuracy_task(args) -> dict:
     import warnings
 
     from skyscene.datasets.tno import simulate_tno_stamps
     from skyscene.scene import fit_scene
 
+    seed, ideal = args
     sim = simulate_tno_stamps(rng=seed, n_exposures=11)  # in memory, S/N and blend drawn
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a RuntimeWarning would fail the detection
         r = fit_scene(sim.exposures, sim.target)  # default: with the shot-noise pass
-    return {
+    out = {
         "seed": seed,
         "snr": sim.truth["snr"],
         "blend": sim.truth["blend"],
@@ -55,6 +57,36 @@ def _accuracy_task(seed: int) -> dict:
         "flux": float(r.flux[0]),
         "flux_err": float(r.flux_err[0]),
         "flags": ";".join(r.flags),
+    }
+    if ideal:
+        out.update(_ideal_fit(seed, sim))
+    return out
+
+
+def _ideal_fit(seed: int, sim) -> dict:
+    """The best linear unbiased estimator of the same scene: weights from the *true* pixel
+    variance (WGT variance + the noiseless sources' shot noise), one pass. Its pulls are
+    N(sys, 1) exactly (Gaussian noise, exact covariance), ``sys`` being the systematic
+    error of the same estimator on the noiseless stamps: the yardstick for the default fit.
+    """
+    from skyscene.datasets.tno import simulate_tno_stamps
+    from skyscene.scene import fit_scene
+
+    clean = simulate_tno_stamps(rng=seed, n_exposures=11, noise=False)
+    noisy, noiseless = [], []
+    for exp, exp0, truth in zip(
+        sim.exposures, clean.exposures, sim.truth["exposures"], strict=True
+    ):
+        source = np.clip(exp0.data - truth["sky"], 0.0, None)  # counts
+        var = np.where(np.isfinite(exp.variance), exp.variance + source / exp.gain, np.inf)
+        noisy.append(exp.replace(variance=var))
+        noiseless.append(exp0.replace(variance=var, mask=exp.mask))
+    r = fit_scene(noisy, sim.target, shot_noise=False)
+    r0 = fit_scene(noiseless, sim.target, shot_noise=False)
+    return {
+        "ideal_flux": float(r.flux[0]),
+        "ideal_err": float(r.flux_err[0]),
+        "ideal_sys_flux": float(r0.flux[0]),
     }
 
 
@@ -116,9 +148,10 @@ def _pool(func, items, workers: int, desc: str) -> list:
     )
 
 
-def accuracy(n: int, workers: int, first_seed: int = 10_000) -> None:
+def accuracy(n: int, workers: int, first_seed: int = 10_000, ideal: bool = False) -> None:
     t0 = time.perf_counter()
-    rows = _pool(_accuracy_task, range(first_seed, first_seed + n), workers, "accuracy")
+    seeds = [(s, ideal) for s in range(first_seed, first_seed + n)]
+    rows = _pool(_accuracy_task, seeds, workers, "accuracy")
     pulls = np.array([(r["flux"] - r["flux_true"]) / r["flux_err"] for r in rows])
     blends = np.array([r["blend"] for r in rows])
     snr = np.array([r["snr"] for r in rows])
@@ -152,6 +185,29 @@ def accuracy(n: int, workers: int, first_seed: int = 10_000) -> None:
             )
     flagged = sum(1 for r in rows if r["flags"])
     print(f"  flagged results: {flagged}")
+    if ideal:
+        f0 = np.array([r["flux_true"] for r in rows])
+        ideal_err = np.array([r["ideal_err"] for r in rows])
+        ideal_pulls = (np.array([r["ideal_flux"] for r in rows]) - f0) / ideal_err
+        sys_ = (np.array([r["ideal_sys_flux"] for r in rows]) - f0) / ideal_err
+        diff = (np.array([r["flux"] for r in rows]) - np.array([r["ideal_flux"] for r in rows])) / (
+            np.array([r["flux_err"] for r in rows])
+        )
+        print(
+            "  the ideal estimator on the same detections (true-variance weights, exactly "
+            "N(sys, 1)):"
+        )
+        print(
+            f"  all        {_summary(ideal_pulls)}; systematic sys: mean {sys_.mean():+.3f} rms {np.sqrt(np.mean(sys_**2)):.3f}"
+        )
+        for blend in ("isolated", "moderate", "heavy"):
+            sel = blends == blend
+            if sel.sum() > 1:
+                print(f"  {blend:10s} {_summary(ideal_pulls[sel])}")
+        print(
+            f"  default − ideal flux, in σ: mean {diff.mean():+.4f}, std {diff.std(ddof=1):.4f}; "
+            f"σ default/ideal: mean {np.mean(np.array([r['flux_err'] for r in rows]) / ideal_err):.4f}"
+        )
 
 
 def binary(n: int, workers: int) -> None:
@@ -362,13 +418,19 @@ def main() -> None:
         "--first-seed", type=int, default=10_000, help="seed of the first accuracy detection"
     )
     parser.add_argument(
+        "--ideal",
+        action="store_true",
+        help="also fit each accuracy detection with the true-variance weights (the ideal "
+        "estimator) and on its noiseless stamps (~2× the accuracy time)",
+    )
+    parser.add_argument(
         "--skip", nargs="*", default=(), choices=("accuracy", "binary", "speed", "batch")
     )
     args = parser.parse_args()
     if "speed" not in args.skip:
         speed(args.repeats)
     if "accuracy" not in args.skip:
-        accuracy(args.n, args.workers, args.first_seed)
+        accuracy(args.n, args.workers, args.first_seed, args.ideal)
     if "binary" not in args.skip:
         binary(args.n_binary, args.workers)
     if "batch" not in args.skip:
