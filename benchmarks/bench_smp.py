@@ -148,10 +148,16 @@ def _pool(func, items, workers: int, desc: str) -> list:
     )
 
 
-def accuracy(n: int, workers: int, first_seed: int = 10_000, ideal: bool = False) -> None:
+def accuracy(
+    n: int, workers: int, first_seed: int = 10_000, ideal: bool = False, save: str | None = None
+) -> None:
     t0 = time.perf_counter()
     seeds = [(s, ideal) for s in range(first_seed, first_seed + n)]
     rows = _pool(_accuracy_task, seeds, workers, "accuracy")
+    if save:
+        import json
+
+        Path(save).write_text(json.dumps(rows))
     pulls = np.array([(r["flux"] - r["flux_true"]) / r["flux_err"] for r in rows])
     blends = np.array([r["blend"] for r in rows])
     snr = np.array([r["snr"] for r in rows])
@@ -423,6 +429,7 @@ def main() -> None:
         help="also fit each accuracy detection with the true-variance weights (the ideal "
         "estimator) and on its noiseless stamps (~2× the accuracy time)",
     )
+    parser.add_argument("--save", default=None, help="write the accuracy rows to this JSON file")
     parser.add_argument(
         "--skip", nargs="*", default=(), choices=("accuracy", "binary", "speed", "batch")
     )
@@ -430,7 +437,7 @@ def main() -> None:
     if "speed" not in args.skip:
         speed(args.repeats)
     if "accuracy" not in args.skip:
-        accuracy(args.n, args.workers, args.first_seed, args.ideal)
+        accuracy(args.n, args.workers, args.first_seed, args.ideal, args.save)
     if "binary" not in args.skip:
         binary(args.n_binary, args.workers)
     if "batch" not in args.skip:
