@@ -96,12 +96,12 @@ def _binary_task(args) -> dict:
     from skyscene.datasets.tno import simulate_tno_stamps
     from skyscene.scene import fit_binary
 
-    seed, sep_fwhm = args
+    seed, sep_fwhm, snr = args
     binary = None if sep_fwhm is None else (sep_fwhm, 1.0)
     sim = simulate_tno_stamps(
         rng=seed,
         n_exposures=11,
-        snr=30.0,
+        snr=snr,
         blend="isolated",
         binary=binary,
         separation_unit="fwhm",  # separation in units of the detection exposure's FWHM
@@ -216,10 +216,10 @@ def accuracy(
         )
 
 
-def binary(n: int, workers: int) -> None:
+def binary(n: int, workers: int, snr: float = 30.0) -> None:
     seps = np.linspace(0.6, 1.5, n)
-    items = [(20_000 + i, float(s)) for i, s in enumerate(seps)] + [
-        (30_000 + i, None) for i in range(n)
+    items = [(20_000 + i, float(s), snr) for i, s in enumerate(seps)] + [
+        (30_000 + i, None, snr) for i in range(n)
     ]
     rows = _pool(_binary_task, items, workers, "binary")
     bins = [r for r in rows if r["sep_fwhm"] is not None]
@@ -229,7 +229,7 @@ def binary(n: int, workers: int) -> None:
     sep_pull = np.array([r["sep_pull"] for r in bins])
     pulls = np.array([r["pull1"] for r in bins] + [r["pull2"] for r in bins])
     print(
-        f"\n== Binary: S/N 30 per component, equal fluxes, separations 0.6–1.5 FWHM "
+        f"\n== Binary: S/N {snr:g} per component, equal fluxes, separations 0.6–1.5 FWHM "
         f"(N = {len(bins)}), 11 exposures"
     )
     print(f"  Δχ² > 25: {100 * det:.1f} %   [acceptance ≥ 95 %]")
@@ -429,6 +429,9 @@ def main() -> None:
         help="also fit each accuracy detection with the true-variance weights (the ideal "
         "estimator) and on its noiseless stamps (~2× the accuracy time)",
     )
+    parser.add_argument(
+        "--binary-snr", type=float, default=30.0, help="S/N per binary component (30)"
+    )
     parser.add_argument("--save", default=None, help="write the accuracy rows to this JSON file")
     parser.add_argument(
         "--skip", nargs="*", default=(), choices=("accuracy", "binary", "speed", "batch")
@@ -439,7 +442,7 @@ def main() -> None:
     if "accuracy" not in args.skip:
         accuracy(args.n, args.workers, args.first_seed, args.ideal, args.save)
     if "binary" not in args.skip:
-        binary(args.n_binary, args.workers)
+        binary(args.n_binary, args.workers, args.binary_snr)
     if "batch" not in args.skip:
         batch(args.n_batch, args.workers)
 
