@@ -209,6 +209,21 @@ class SceneResult:
         return table
 
 
+class _Weighed:
+    """A part of the normal equations of a :class:`_Problem`, formed on first use."""
+
+    def __init__(self, key: str, doc: str):
+        self.key = key
+        self.__doc__ = doc
+
+    def __get__(self, problem, owner=None) -> Any:
+        if problem is None:
+            return self
+        if problem._weighed is None:
+            problem._weigh_fixed()
+        return problem._weighed[self.key]
+
+
 class _Problem:
     """Design of one scene fit: data, weights, grid columns and target rendering.
 
@@ -568,32 +583,11 @@ class _Problem:
             "data_norm": float(self.data_w @ self.data_w),
         }
 
-    def _weighed_part(self, key: str):
-        if self._weighed is None:
-            self._weigh_fixed()
-        return self._weighed[key]  # type: ignore[index]
-
-    @property
-    def fixed_normal(self) -> np.ndarray:
-        """``DᵀWD`` of the fixed parameters (grid, skies, movers)."""
-        return self._weighed_part("normal")
-
-    @property
-    def fixed_rhs(self) -> np.ndarray:
-        return self._weighed_part("rhs")
-
-    @property
-    def fixed_factor(self) -> NormalFactor:
-        return self._weighed_part("factor")
-
-    @property
-    def fixed_solution(self) -> np.ndarray:
-        """Fixed parameters fitted without any target."""
-        return self._weighed_part("solution")
-
-    @property
-    def data_norm(self) -> float:
-        return self._weighed_part("data_norm")
+    fixed_normal = _Weighed("normal", "``DᵀWD`` of the fixed parameters (grid, skies, movers).")
+    fixed_rhs = _Weighed("rhs", "``DᵀWd`` of the fixed parameters.")
+    fixed_factor = _Weighed("factor", "The :class:`NormalFactor` of ``fixed_normal``.")
+    fixed_solution = _Weighed("solution", "Fixed parameters fitted without any target.")
+    data_norm = _Weighed("data_norm", "``dᵀWd``.")
 
     def weighted_fixed(self, index: np.ndarray) -> np.ndarray:
         """Weighted fixed design ``D√W`` restricted to the pixel (row) indices ``index``."""
