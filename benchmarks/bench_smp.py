@@ -308,8 +308,8 @@ def speed(repeats: int = 20) -> None:
         f"on {os.cpu_count()} cores"
     )
     for label, c, w in (
-        ("fit_scene, default (two passes: shot noise)", cpu, wall),
-        ("fit_scene, one pass (shot_noise=False)   ", single_cpu, single_wall),
+        ("fit_scene, default (10 × 10 shot-noise first pass + fit)", cpu, wall),
+        ("fit_scene, one pass (shot_noise=False)                 ", single_cpu, single_wall),
     ):
         print(
             f"  {label}: median CPU {1000 * med(c):.1f} ms, wall {1000 * med(w):.1f} ms "
