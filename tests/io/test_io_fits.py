@@ -97,6 +97,27 @@ def test_round_trip_twice_is_stable(tmp_path, exposure):
     assert second.band == first.band
 
 
+def test_cutout_origin_round_trips_as_ltv(tmp_path, exposure):
+    cut = exposure[3:9, 2:8]
+    assert cut.origin == (2, 3)
+    back = read_exposure(write_exposure(tmp_path / "cut.fits", cut))
+    assert back.origin == (2, 3)
+    assert fits.getheader(tmp_path / "cut.fits", "SCI")["LTV1"] == -2
+    # Back at the parent's origin, the keys go away (nothing stale is kept).
+    whole = read_exposure(write_exposure(tmp_path / "whole.fits", back.replace(origin=(0, 0))))
+    assert whole.origin == (0, 0)
+    assert "LTV1" not in fits.getheader(tmp_path / "whole.fits", "SCI")
+
+
+def test_fractional_ltv_is_refused(tmp_path, exposure):
+    path = write_exposure(tmp_path / "c.fits", exposure)
+    with fits.open(path, mode="update") as hdul:
+        hdul["SCI"].header["LTV2"] = -3.5
+    with pytest.raises(HeaderError, match=r"c\.fits: LTV2 = -3\.5 is not a whole number") as info:
+        read_exposure(path)
+    assert info.value.key == "LTV2"
+
+
 def test_write_refuses_overwrite(tmp_path, exposure):
     path = tmp_path / "x.fits"
     path.write_bytes(b"keep me")
