@@ -11,6 +11,19 @@ def toy_model():
 
 
 @pytest.fixture(scope="session")
+def irregular_grid(small_grid):
+    """``small_grid`` without its last node: no longer a regular Teff × logg × [Fe/H] grid."""
+    from skyscene.spectra import SpectralGrid
+
+    return SpectralGrid(
+        small_grid.wavelength,
+        small_grid.parameters[:-1],
+        small_grid.flux[:-1],
+        names=small_grid.names,
+    )
+
+
+@pytest.fixture(scope="session")
 def small_grid(toy_model):
     """5 Teff x 2 logg x 3 [Fe/H] = 30 nodes, 2048 wavelengths over 5400-5600 Å."""
     return simulate_spectral_grid(
