@@ -16,6 +16,7 @@ __all__ = [
     "InputFileError",
     "MissingDependencyError",
     "ParameterError",
+    "ParameterRangeError",
     "SkysceneError",
     "SkysceneWarning",
 ]
@@ -26,7 +27,42 @@ class SkysceneError(Exception):
 
 
 class ParameterError(SkysceneError, ValueError):
-    """A function argument or configuration value is invalid."""
+    """A function argument or configuration value is invalid.
+
+    Parameters
+    ----------
+    message : str
+        Names the parameter, the rule and the value.
+    name : str, optional
+        The parameter (``"ZogyConfig.psf_size"``).
+    value : optional
+        The offending value, kept as an attribute for programs that handle the error.
+    """
+
+    def __init__(self, message: str, *, name: str | None = None, value: object = None):
+        super().__init__(message)
+        self.name = name
+        self.value = value
+
+
+class ParameterRangeError(ParameterError):
+    """A parameter is outside its allowed range (GalSim's ``GalSimRangeError`` shape).
+
+    ``min``/``max`` are the bounds (None where open); ``value`` the offending value.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        name: str | None = None,
+        value: object = None,
+        min: object = None,
+        max: object = None,
+    ):
+        super().__init__(message, name=name, value=value)
+        self.min = min
+        self.max = max
 
 
 class DataError(SkysceneError, ValueError):
