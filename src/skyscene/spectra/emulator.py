@@ -66,21 +66,21 @@ class SpectralEmulator:
     ----------
     mean_ : ndarray (n_wl,)
         μ(λ), mean of ln F over the nodes.
-    eigenspectra_ : ndarray (n_components_, n_wl)
+    eigenspectra_ : ndarray (``n_components_``, n_wl)
         ξ_k(λ), orthonormal rows.
     singular_values_ : ndarray
         All singular values of the centred ln F matrix (for diagnostics).
     n_components_ : int
         Number of eigenspectra kept.
     max_residual_ : float
-        Largest |ln F − reconstruction| over all nodes and wavelengths (measured).
+        Largest ``|ln F − reconstruction|`` over all nodes and wavelengths (measured).
 
     Notes
     -----
     Build cost: one SVD of the n_grid × n_wl matrix (≈ 4 s for 715 × 16384 on one core);
     :meth:`SpectralGrid.emulator` caches the emulator on the grid. One evaluation costs
-    one cubic-spline weight evaluation (O(n_grid × n_components_)) and one
-    n_components_ × n_wl matrix–vector product.
+    one cubic-spline weight evaluation (O(n_grid × ``n_components_``)) and one
+    ``n_components_`` × n_wl matrix–vector product.
 
     Examples
     --------
@@ -142,7 +142,7 @@ class SpectralEmulator:
         return self._weights.bounds
 
     def weights(self, params: Sequence[float]) -> np.ndarray:
-        """Eigenspectrum weights w_k(θ), shape (n_components_,); ParameterError off the grid."""
+        """Eigenspectrum weights w_k(θ), shape (``n_components_``,); ParameterError off the grid."""
         return self._weights(params)
 
     def log_flux(self, params: Sequence[float]) -> np.ndarray:
