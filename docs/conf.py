@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 project = "skyscene"
 author = "The skyscene developers"
-copyright = "2026, The skyscene developers"  # noqa: A001 - Sphinx's name
+copyright = "2026, The skyscene developers"
 release = _version("skyscene")
 version = release
 

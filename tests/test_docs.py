@@ -15,9 +15,10 @@ def test_sphinx_build_has_no_warnings(tmp_path):
     pytest.importorskip("sphinx")
     pytest.importorskip("numpydoc")
     pytest.importorskip("myst_parser")
+    command = [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-E", "-q"]
+    command += ["-d", str(tmp_path / "doctrees"), str(DOCS), str(tmp_path / "html")]
     proc = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-E", "-q"]
-        + ["-d", str(tmp_path / "doctrees"), str(DOCS), str(tmp_path / "html")],
+        command,
         capture_output=True,
         text=True,
         timeout=600,
