@@ -1,6 +1,6 @@
 """Containers and file formats: :class:`Exposure`, FITS, headers, tables."""
 
-from skyscene.io._atomic import atomic_path, atomic_write_text
+from skyscene.io._atomic import atomic_path, atomic_write_text, remove_stale_temporaries
 from skyscene.io.exposure import Exposure
 from skyscene.io.fits import is_fits, open_fits, read_exposure, write_exposure
 from skyscene.io.headers import (
@@ -28,6 +28,7 @@ __all__ = [
     "parse_header",
     "read_exposure",
     "register_profile",
+    "remove_stale_temporaries",
     "write_exposure",
     "write_table",
 ]
