@@ -201,13 +201,13 @@ def check_writable(path: str | os.PathLike) -> Path:
 
 
 def remove_stale_tmp(path: str | os.PathLike) -> list[Path]:
-    """Remove hidden ``.*.tmp`` files (left by killed atomic writes) under ``path``."""
-    removed = []
-    for tmp in Path(path).rglob(".*.tmp"):
-        if tmp.is_file():
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-                removed.append(tmp)
+    """Remove hidden ``.*.tmp`` files (left by killed atomic writes) anywhere under ``path``.
+
+    Uses :func:`skyscene.io.remove_stale_temporaries`; call it only while owning the folder.
+    """
+    from skyscene.io import remove_stale_temporaries
+
+    removed = remove_stale_temporaries(path, recursive=True)
     if removed:
         log.info("%s: removed %d stale temporary file(s) of an interrupted run", path, len(removed))
     return removed
