@@ -37,7 +37,6 @@ import json
 import logging
 import os
 import pickle
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -268,23 +267,15 @@ def check_worker_paths(client: Any, paths: Iterable[str | Path]) -> None:
 def remove_stale_tmp(folder: str | Path, *, older_than: float = 0.0) -> int:
     """Remove hidden ``.*.tmp`` files (left by a killed atomic write) in ``folder``.
 
-    Only files older than ``older_than`` seconds are removed. Returns how many.
+    Only files older than ``older_than`` seconds are removed. Returns how many
+    (:func:`skyscene.io.remove_stale_temporaries`).
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return 0
-    now = time.time()
-    n = 0
-    for path in folder.glob(".*.tmp"):
-        try:
-            if path.is_file() and now - path.stat().st_mtime >= older_than:
-                path.unlink()
-                n += 1
-        except FileNotFoundError:  # removed meanwhile by its own writer
-            continue
-    if n:
-        log.info("removed %d stale temporary file(s) in %s", n, folder)
-    return n
+    from skyscene.io import remove_stale_temporaries
+
+    removed = remove_stale_temporaries(folder, older_than=older_than)
+    if removed:
+        log.info("removed %d stale temporary file(s) in %s", len(removed), folder)
+    return len(removed)
 
 
 class _CachedTask:
