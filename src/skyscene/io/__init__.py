@@ -2,7 +2,15 @@
 
 from skyscene.io._atomic import atomic_path, atomic_write_text, remove_stale_temporaries
 from skyscene.io.exposure import Exposure
-from skyscene.io.fits import is_fits, open_fits, read_exposure, write_exposure
+from skyscene.io.fits import (
+    NONPHYSICAL_SCALE,
+    is_fits,
+    nonphysical_mask,
+    open_fits,
+    read_exposure,
+    read_header,
+    write_exposure,
+)
 from skyscene.io.headers import (
     PROFILES,
     InstrumentProfile,
@@ -15,6 +23,7 @@ from skyscene.io.headers import (
 from skyscene.io.tables import write_table
 
 __all__ = [
+    "NONPHYSICAL_SCALE",
     "PROFILES",
     "Exposure",
     "InstrumentProfile",
@@ -24,9 +33,11 @@ __all__ = [
     "detect_profile",
     "get_profile",
     "is_fits",
+    "nonphysical_mask",
     "open_fits",
     "parse_header",
     "read_exposure",
+    "read_header",
     "register_profile",
     "remove_stale_temporaries",
     "write_exposure",

@@ -7,13 +7,21 @@ header and ``MJD-OBS``, ``EXPTIME``, ``FILTER``, ``MAGZERO``, optional ``GAIN``,
 ``PSFSAMP`` = oversampling factor). A cutout records its place in the parent image with
 IRAF's ``LTV1``/``LTV2`` (``Exposure.origin = (−LTV1, −LTV2)``), so that a spatially
 varying PSF model of the parent (PSFEx, Piff) is evaluated at the right pixels.
+
+Bad input is refused at read time with one line naming the file and the key or HDU
+(:class:`~skyscene.errors.InputFileError` for truncated or corrupt data,
+:class:`~skyscene.errors.HeaderError` for an unparsable card or a non-finite WCS
+keyword); non-physical pixel values are masked and counted (see :func:`read_exposure`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +32,30 @@ from skyscene.io._atomic import atomic_path
 from skyscene.io.exposure import Exposure
 from skyscene.io.headers import InstrumentProfile, parse_header
 
-__all__ = ["is_fits", "open_fits", "read_exposure", "write_exposure"]
+__all__ = [
+    "NONPHYSICAL_SCALE",
+    "is_fits",
+    "nonphysical_mask",
+    "open_fits",
+    "read_exposure",
+    "read_header",
+    "write_exposure",
+]
 
 log = logging.getLogger(__name__)
 
 _FITS_MAGIC = b"SIMPLE  ="
+
+#: A pixel further than ``NONPHYSICAL_SCALE`` robust scales from the image median is
+#: not a measurement (see :func:`nonphysical_mask`).
+NONPHYSICAL_SCALE = 1e8
+
+# Numeric WCS keywords: each must be a finite number when present.
+_WCS_NUMERIC = re.compile(
+    r"^(CRVAL|CRPIX|CDELT|CROTA)[0-9][A-Z]?$|^(CD|PC)[0-9]_[0-9][A-Z]?$"
+    r"|^(A|B|AP|BP)_([0-9]_[0-9]|ORDER)$|^PV[0-9]_[0-9]+[A-Z]?$"
+)
+_STRUCTURAL = ("SIMPLE", "BITPIX", "NAXIS", "EXTEND", "")
 
 
 def is_fits(path: str | Path) -> bool:
@@ -67,14 +94,106 @@ def open_fits(path: str | Path):
         raise InputFileError(f"{path}: cannot read FITS file: {exc}") from exc
 
 
+@contextlib.contextmanager
+def _quiet_fits() -> Iterator[None]:
+    """Silence astropy's verification and truncation warnings: the errors raised say it."""
+    from astropy.io.fits.verify import VerifyWarning
+    from astropy.utils.exceptions import AstropyUserWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", VerifyWarning)
+        warnings.filterwarnings("ignore", message=".*truncated", category=AstropyUserWarning)
+        yield
+
+
+def _hdu_data(hdu, filename: str, label: str | None = None):
+    """``hdu.data``, or InputFileError naming the file and HDU when it is truncated/corrupt."""
+    try:
+        return hdu.data
+    except (ValueError, TypeError, OSError, IndexError) as exc:
+        label = label or hdu.name or "PRIMARY"
+        raise InputFileError(
+            f"{filename}: HDU {label} is truncated or corrupt ({exc})".replace("\n", " ")
+        ) from exc
+
+
+def check_cards(header, filename: str) -> None:
+    """Raise HeaderError naming the first card of ``header`` that does not parse."""
+    from astropy.io.fits.verify import VerifyError
+
+    for card in header.cards:
+        try:
+            card.value  # noqa: B018 - parsing is lazy: this is the check
+        except (VerifyError, ValueError) as exc:
+            image = str(getattr(card, "_image", "") or "").strip()
+            raise HeaderError(
+                f"{filename}: header card {card.keyword} cannot be parsed ({image!r})",
+                filename=filename,
+                key=card.keyword,
+            ) from exc
+
+
 def _image_hdu(hdul, filename: str, by_name: dict | None = None):
     by_name = by_name if by_name is not None else {hdu.name: hdu for hdu in hdul}
     if "SCI" in by_name:
         return by_name["SCI"]
     for hdu in hdul:
-        if hdu.data is not None and getattr(hdu, "is_image", False) and hdu.data.ndim == 2:
+        if not getattr(hdu, "is_image", False):
+            continue
+        data = _hdu_data(hdu, filename)
+        if data is not None and data.ndim == 2:
             return hdu
     raise InputFileError(f"{filename}: no 2-D image HDU (expected 'SCI' or a primary image)")
+
+
+def read_header(path: str | Path, *, hdu: int | str | None = None):
+    """The checked header of an image: ``SCI`` (or ``hdu``), completed by the primary's.
+
+    Every card is parsed; keywords of the primary header missing from the image HDU
+    are inherited (as :func:`read_exposure` does). No pixel is read.
+
+    Raises
+    ------
+    InputFileError
+        Missing, unreadable or non-FITS file, or no such HDU.
+    HeaderError
+        A card does not parse (``CRVAL1 = NaN``); the message names the file and key.
+    """
+    path = Path(path)
+    name = str(path)
+    with _quiet_fits(), open_fits(path) as hdul:
+        if hdu is None:
+            target = hdul["SCI"] if "SCI" in hdul else hdul[0]
+        else:
+            try:
+                target = hdul[hdu]
+            except (KeyError, IndexError):
+                raise InputFileError(f"{name}: no HDU {hdu!r}") from None
+        return _merged_header(target, hdul, name)
+
+
+def _merged_header(sci, hdul, name: str):
+    check_cards(sci.header, name)
+    header = sci.header.copy()
+    if sci is not hdul[0]:
+        check_cards(hdul[0].header, name)
+        for key, value in hdul[0].header.items():  # inherit primary keywords
+            if key not in header and key not in _STRUCTURAL:
+                header[key] = value
+    return header
+
+
+def _check_wcs_keywords(header, filename: str) -> None:
+    for key, value in header.items():
+        if not _WCS_NUMERIC.match(key):
+            continue
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not (ok and math.isfinite(value)):
+            raise HeaderError(
+                f"{filename}: WCS keyword {key} = {value!r} is not a finite number",
+                filename=filename,
+                key=key,
+            )
 
 
 def _wcs(header, filename: str):
@@ -82,15 +201,78 @@ def _wcs(header, filename: str):
 
     if "CTYPE1" not in header:
         return None
+    _check_wcs_keywords(header, filename)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
         try:
             wcs = WCS(header, naxis=2)
-        except Exception as exc:
+        except Exception as exc:  # WCSLIB raises many kinds; all mean "invalid WCS"
+            text = str(exc).replace("\n", " ")
             raise HeaderError(
-                f"{filename}: invalid WCS header: {exc}", filename=filename, key="CTYPE1"
+                f"{filename}: invalid WCS header: {text}", filename=filename, key="CTYPE1"
             ) from exc
-    return wcs if wcs.has_celestial else None
+    if not wcs.has_celestial:
+        return None
+    matrix = wcs.pixel_scale_matrix
+    if not (np.all(np.isfinite(matrix)) and abs(np.linalg.det(matrix)) > 0):
+        raise HeaderError(
+            f"{filename}: WCS pixel scale matrix (CD/PC/CDELT) is singular or not finite",
+            filename=filename,
+            key="CD1_1" if "CD1_1" in header else "CDELT1",
+        )
+    return wcs
+
+
+def nonphysical_mask(
+    data: np.ndarray, good: np.ndarray | None = None, *, scale: float = NONPHYSICAL_SCALE
+) -> tuple[np.ndarray, float]:
+    """Pixels too far from the image's own level to be measurements.
+
+    Parameters
+    ----------
+    data : ndarray
+        Pixel values (non-finite ones are ignored here: they are masked anyway).
+    good : ndarray of bool, optional
+        Pixels to take the statistics from (default: all finite pixels).
+    scale : float
+        How many robust scales from the median a pixel must be to be non-physical.
+
+    Returns
+    -------
+    mask : ndarray of bool
+        True where ``|data - median| > scale * S``.
+    limit : float
+        ``scale * S`` (``inf`` when the image gives no scale).
+
+    Notes
+    -----
+    ``S = max(1.4826 MAD, |median|, 99th percentile of |data - median|)`` over the good
+    pixels (a regular subsample of large images). With ``scale = 1e8`` a bright star is
+    never reached (its peak is at most ~1e5-1e6 noise units above the sky, and the
+    sky level and the bright tail enter ``S`` as well), while values such as 1e30 from a
+    broken readout, an overflow or a corrupt file are. An image that is more than 99 %
+    one value has no scale: nothing is masked.
+    """
+    data = np.asarray(data, dtype=float)
+    finite = np.isfinite(data)
+    good = finite if good is None else (np.asarray(good, bool) & finite)
+    step = max(1, int(math.sqrt(data.size / 250_000)))  # ~250 000 samples at most
+    sample = data[::step, ::step][good[::step, ::step]] if data.ndim == 2 else data[good]
+    if sample.size < 25:
+        sample = data[good]
+    if sample.size == 0:
+        return np.zeros(data.shape, bool), math.inf
+    median = float(np.median(sample))
+    deviation = np.abs(sample - median)
+    mad = 1.4826 * float(np.median(deviation))
+    tail = float(np.percentile(deviation, 99.0))
+    s = max(mad, abs(median), tail)
+    if not s > 0:
+        return np.zeros(data.shape, bool), math.inf
+    limit = scale * s
+    with np.errstate(invalid="ignore", over="ignore"):
+        mask = finite & (np.abs(data - median) > limit)
+    return mask, limit
 
 
 def read_exposure(
@@ -114,45 +296,68 @@ def read_exposure(
     Returns
     -------
     Exposure
-        ``variance`` from ``WGT`` when present; otherwise a constant estimate from
-        GAIN, RDNOISE and the sigma-clipped background level (or the clipped pixel
-        scatter without GAIN). ``meta['filename']`` is set.
+        ``variance`` from the noise HDU when present (``WGT``, or any of
+        ``IVAR``/``VAR``/``VARIANCE``/``UNCERT``/``ERR`` in the convention its ``UTYPE``
+        names, so files written by ``CCDData.write`` are read too); otherwise a constant
+        estimate from GAIN, RDNOISE and the sigma-clipped background level (or the
+        clipped pixel scatter without GAIN). ``meta`` has ``filename``, ``header`` and
+        the counts of pixels masked on read: ``n_nonfinite``, ``n_saturated``,
+        ``n_nonphysical``.
 
     Raises
     ------
     InputFileError
-        Missing, unreadable or non-FITS file.
+        Missing, unreadable, truncated or non-FITS file (names the file and HDU).
     HeaderError
-        Missing or malformed keyword (the message names file and key).
+        Missing, malformed or unparsable keyword, non-finite WCS keyword, singular
+        WCS matrix (the message names file and key).
     DataError
         All pixels non-finite, or HDUs of mismatched shapes.
+
+    Notes
+    -----
+    Pixels masked on read (data 0, variance inf), and counted in ``meta``:
+
+    - non-finite values;
+    - saturated: at or above ``SATURATE`` (the profile's saturation keywords), or, for
+      an 8/16-bit integer image without it, at the largest value the type holds;
+    - non-physical: ``|value - median| > NONPHYSICAL_SCALE * S`` with the image's own
+      robust scale ``S`` (see :func:`nonphysical_mask`; ``1e8`` scales: a 1e30 pixel
+      is caught, a bright star never).
+
+    Their number is logged at INFO (no warning: a few per frame are normal).
     """
 
     path = Path(path)
     name = str(path)
-    with open_fits(path) as hdul:
+    with _quiet_fits(), open_fits(path) as hdul:
         by_name = {hdu.name: hdu for hdu in hdul}  # one pass over the HDUs
         sci = _image_hdu(hdul, name, by_name)
-        header = sci.header.copy()
-        if sci is not hdul[0]:
-            for key, value in hdul[0].header.items():  # inherit primary keywords
-                if key not in header and key not in ("SIMPLE", "BITPIX", "NAXIS", "EXTEND", ""):
-                    header[key] = value
-        data = np.asarray(sci.data, dtype=float)
+        header = _merged_header(sci, hdul, name)
+        raw = _hdu_data(sci, name)
+        if raw is None or raw.ndim != 2:
+            raise InputFileError(f"{name}: HDU {sci.name or 'PRIMARY'} holds no 2-D image")
+        full_scale = _integer_full_scale(raw)
+        data = np.asarray(raw, dtype=float)
         if not np.isfinite(data).any():
             raise DataError(f"{name}: image has no finite pixel")
-        weight = np.asarray(by_name["WGT"].data, dtype=float) if "WGT" in by_name else None
-        mask = np.asarray(by_name["MSK"].data) != 0 if "MSK" in by_name else None
+        noise = _noise_hdu(by_name, name)
+        weight = None if noise is None else _to_weight(noise[2], noise[1])
+        mask = None
+        if "MSK" in by_name:
+            mask = np.asarray(_hdu_data(by_name["MSK"], name, "MSK")) != 0
         psf = None
         if "PSF" in by_name:
             from skyscene.psf import PixelizedPSF
 
             psf_hdu = by_name["PSF"]
             psf = PixelizedPSF(
-                np.asarray(psf_hdu.data, dtype=float),
+                np.asarray(_hdu_data(psf_hdu, name, "PSF"), dtype=float),
                 oversampling=float(psf_hdu.header.get("PSFSAMP", 1.0)),
+                label=f"{name}: HDU PSF",
+                expected_sum=1.0,
             )
-    for label, arr in (("WGT", weight), ("MSK", mask)):
+    for label, arr in ((noise[0] if noise else "WGT", weight), ("MSK", mask)):
         if arr is not None and arr.shape != data.shape:
             raise DataError(f"{name}: HDU {label} has shape {arr.shape}, SCI has {data.shape}")
     try:
@@ -161,17 +366,39 @@ def read_exposure(
         if require_time:
             raise
         info = None
-    bad = ~np.isfinite(data) if mask is None else (mask | ~np.isfinite(data))
+    nonfinite = ~np.isfinite(data)
+    bad = nonfinite if mask is None else (mask | nonfinite)
+    nonphysical, limit = nonphysical_mask(data, ~bad)
+    saturate = info.saturate if info else None
+    if saturate is None and full_scale is not None:
+        saturate = full_scale  # an integer image at full scale: the ADC was full
+    saturated = (
+        (data >= saturate) & ~nonfinite if saturate is not None else np.zeros(data.shape, bool)
+    )
+    bad = bad | nonphysical
     if weight is not None:
         bad = bad | ~(weight > 0) | ~np.isfinite(weight)
         variance = np.full(data.shape, np.inf)
         variance[~bad] = 1.0 / weight[~bad]
     else:
-        variance = _variance_from_header(data, bad, info)
-    saturate = info.saturate if info else None
-    if saturate is not None:
-        bad = bad | (data >= saturate)
-    meta = {"filename": name, "header": header}
+        variance = _variance_from_header(data, bad | saturated, info)
+    bad = bad | saturated
+    counts = {
+        "n_nonfinite": int(nonfinite.sum()),
+        "n_saturated": int(saturated.sum()),
+        "n_nonphysical": int(nonphysical.sum()),
+    }
+    if counts["n_saturated"] or counts["n_nonphysical"]:
+        log.info(
+            "%s: masked %d saturated pixel(s) (>= %s) and %d non-physical pixel(s) "
+            "(|value - median| > %.3g)",
+            name,
+            counts["n_saturated"],
+            saturate,
+            counts["n_nonphysical"],
+            limit,
+        )
+    meta = {"filename": name, "header": header, **counts}
     if info is not None:
         meta["binning"] = info.binning
         meta["ra"], meta["dec"] = info.ra, info.dec
@@ -191,6 +418,59 @@ def read_exposure(
         origin=_origin(header, name),
         meta=meta,
     )
+
+
+def _integer_full_scale(raw: np.ndarray) -> float | None:
+    """The largest value a 8- or 16-bit integer image can hold (after BZERO), else None."""
+    if raw.dtype.kind in "iu" and raw.dtype.itemsize <= 2:
+        return float(np.iinfo(raw.dtype).max)
+    return None
+
+
+# Noise conventions of the noise HDU, by astropy's ``UTYPE`` (CCDData) or by EXTNAME.
+_NOISE_KINDS = {
+    "inversevariance": "ivar",
+    "varianceuncertainty": "var",
+    "stddevuncertainty": "std",
+}
+_NOISE_BY_NAME = {"WGT": "ivar", "IVAR": "ivar", "VAR": "var", "VARIANCE": "var", "ERR": "std"}
+NOISE_HDUS = ("WGT", "IVAR", "VAR", "VARIANCE", "UNCERT", "ERR")
+
+
+def _noise_hdu(by_name: dict, name: str):
+    """``(extname, kind, array)`` of the noise HDU, or None.
+
+    The first of :data:`NOISE_HDUS` present; its ``UTYPE`` (astropy's key) says the
+    convention, else its name does (``UNCERT`` without ``UTYPE``: a standard deviation,
+    as astropy assumes).
+    """
+    for label in NOISE_HDUS:
+        if label not in by_name:
+            continue
+        hdu = by_name[label]
+        utype = str(hdu.header.get("UTYPE", "")).strip()
+        kind = _NOISE_KINDS.get(utype.lower()) if utype else _NOISE_BY_NAME.get(label, "std")
+        if kind is None:
+            raise HeaderError(
+                f"{name}: HDU {label} has UTYPE = {utype!r}; expected InverseVariance, "
+                "VarianceUncertainty or StdDevUncertainty",
+                filename=name,
+                key="UTYPE",
+            )
+        arr = _hdu_data(hdu, name, label)
+        if arr is None:
+            raise InputFileError(f"{name}: HDU {label} holds no data")
+        return label, kind, np.asarray(arr, dtype=float)
+    return None
+
+
+def _to_weight(arr: np.ndarray, kind: str) -> np.ndarray:
+    """Inverse variance from an array of the given convention (0 where unusable)."""
+    if kind == "ivar":
+        return arr
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        variance = arr if kind == "var" else arr**2
+        return np.where(np.isfinite(variance) & (variance > 0), 1.0 / variance, 0.0)
 
 
 def _origin(header, name: str) -> tuple[int, int]:
