@@ -681,12 +681,16 @@ def _gain(exposure: Exposure, override, level: float, sigma: float, config: Zogy
     return None
 
 
-def _render_psf(psf, size: int, x: float, y: float) -> np.ndarray:
+def _render_psf(psf, size: int, x: float, y: float, label: str = "PSF") -> np.ndarray:
+    from skyscene.psf.validate import validate_psf_image
+
     at = getattr(psf, "at", None)
     model = at(x, y) if at is not None else psf
     stamp = np.asarray(model.render((size, size)), dtype=float)
     if stamp.shape != (size, size) or not np.all(np.isfinite(stamp)) or not stamp.sum() > 0:
-        raise DataError(f"PSF model {model!r} rendered an unusable stamp")
+        raise DataError(f"{label}: PSF model {model!r} rendered an unusable stamp")
+    # any PSF object (not only PixelizedPSF images) must give a usable stamp
+    validate_psf_image(stamp, label=f"{label} at ({x:.0f}, {y:.0f})")
     return stamp / stamp.sum()
 
 
@@ -845,6 +849,7 @@ class Zogy:
                         cfg.psf_size,
                         center[0] + exposure.origin[0],
                         center[1] + exposure.origin[1],
+                        f"{name} image {_label(exposure, name)}: PSF",
                     )
                 )
             else:

@@ -12,12 +12,21 @@ from skyscene.psf.pixelized import GalSimPSF, PixelizedPSF
 from skyscene.psf.psfex import PSFExModel, read_psfex
 from skyscene.psf.read import read_psf_model
 from skyscene.psf.shape import PSFShape, combine_shapes, estimate_psf_shape, fit_star, moment_sizes
+from skyscene.psf.validate import (
+    PSFImageLimits,
+    PSFImageQuality,
+    PSFImageWarning,
+    validate_psf_image,
+)
 
 __all__ = [
     "GalSimPSF",
     "GaussianPSF",
     "MoffatPSF",
     "PSFExModel",
+    "PSFImageLimits",
+    "PSFImageQuality",
+    "PSFImageWarning",
     "PSFModel",
     "PSFProtocol",
     "PSFShape",
@@ -31,4 +40,5 @@ __all__ = [
     "read_psf_model",
     "read_psfex",
     "sigma_to_fwhm",
+    "validate_psf_image",
 ]

@@ -102,7 +102,9 @@ class PSFModel(abc.ABC):
         """Sample this PSF as a :class:`~skyscene.psf.PixelizedPSF`.
 
         The image holds the pixel-convolved PSF at a spacing of ``1 / oversampling``
-        pixels (``size`` native pixels across, made odd), normalised to unit sum.
+        pixels (``size`` native pixels across, made odd), normalised to unit sum. The
+        samples of a model are not re-validated (:func:`~skyscene.psf.validate_psf_image`
+        is for images from files or stars).
         """
         from skyscene.psf.pixelized import PixelizedPSF
 
@@ -110,4 +112,4 @@ class PSFModel(abc.ABC):
         offsets = (np.arange(n) - (n - 1) / 2) / oversampling
         image = self.pixel_values(offsets[None, :], offsets[:, None])
         image = np.broadcast_to(image, (n, n)).astype(float)
-        return PixelizedPSF(image / image.sum(), oversampling=oversampling)
+        return PixelizedPSF(image / image.sum(), oversampling=oversampling, validate=False)

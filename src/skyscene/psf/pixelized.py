@@ -9,6 +9,7 @@ from scipy import ndimage
 
 from skyscene.errors import ParameterError
 from skyscene.psf.base import PSFModel
+from skyscene.psf.validate import validate_psf_image
 
 __all__ = ["GalSimPSF", "PixelizedPSF"]
 
@@ -26,6 +27,15 @@ class PixelizedPSF(PSFModel):
         Image samples per native pixel (``1 / PSF_SAMP`` of PSFEx; may be non-integer).
     order : int
         Spline order of the interpolation (3: cubic; 1: bilinear).
+    label : str, optional
+        Names the image in validation messages (``"ref.fits: HDU PSF"``).
+    expected_sum : float, optional
+        The documented normalisation of ``image`` (checked by the validation).
+    validate : bool
+        Check the image with :func:`~skyscene.psf.validate_psf_image` (negative
+        fraction, negative depth, centroid offset, normalisation): a
+        :class:`~skyscene.psf.PSFImageWarning` above the soft limits, a
+        :class:`~skyscene.errors.ParameterRangeError` beyond the hard ones.
 
     Notes
     -----
@@ -34,7 +44,16 @@ class PixelizedPSF(PSFModel):
     well-sampled image. Outside the image the PSF is zero.
     """
 
-    def __init__(self, image, *, oversampling: float = 1.0, order: int = 3):
+    def __init__(
+        self,
+        image,
+        *,
+        oversampling: float = 1.0,
+        order: int = 3,
+        label: str | None = None,
+        expected_sum: float | None = None,
+        validate: bool = True,
+    ):
         image = np.asarray(image, dtype=float)
         if image.ndim != 2 or image.shape[0] != image.shape[1] or image.shape[0] % 2 == 0:
             raise ParameterError(
@@ -50,6 +69,13 @@ class PixelizedPSF(PSFModel):
             raise ParameterError(f"oversampling must be positive, got {oversampling!r}")
         if order not in (1, 3, 5):
             raise ParameterError(f"order must be 1, 3 or 5, got {order!r}")
+        if validate:
+            validate_psf_image(
+                image,
+                oversampling=oversampling,
+                label=label or "PSF image",
+                expected_sum=expected_sum,
+            )
         self.image = image / total
         self.oversampling = oversampling
         self.order = order
@@ -87,7 +113,8 @@ class PixelizedPSF(PSFModel):
 
 
 def _rebuild_pixelized(image, oversampling, order):
-    return PixelizedPSF(image, oversampling=oversampling, order=order)
+    # validated when first built: an unpickled copy is not checked (nor warned about) again
+    return PixelizedPSF(image, oversampling=oversampling, order=order, validate=False)
 
 
 class GalSimPSF(PSFModel):
