@@ -100,7 +100,7 @@ def test_result_object_and_table(mixture_fits):
     d = r.to_dict()
     assert d["parameters"]["c"]["value"] == pytest.approx(m.c_)
     assert r.bic == pytest.approx(r.chi2 + r.n_params * np.log(r.n_data))
-    assert m.get_params()["shared"] == ["logg", "FeH"]
+    assert m.config_.to_dict()["shared"] == ["logg", "FeH"]
 
 
 def test_single_component_spectrum_prefers_the_single_model(fit_grid, toy_model):
@@ -236,7 +236,7 @@ def test_grid_not_uniform_in_log_wavelength_is_resampled_once(fit_grid, toy_mode
     first = SingleComponentModel(grid, **BOUNDS).fit(s.wavelength, s.flux, s.sigma)
     second = MixtureModel(grid, **BOUNDS).fit(s.wavelength, s.flux, s.sigma, rng=0)
     assert abs(first.theta1_[0] - 5080.0) < 3 * first.theta1_err_[0]
-    assert second._emulator is first._emulator  # resampled and emulated once per grid
+    assert second.emulator_ is first.emulator_  # resampled and emulated once per grid
 
 
 def test_pulls_over_seeded_realisations(fit_grid, toy_model):

@@ -34,17 +34,17 @@ def _grid(args) -> int:
 
 def _fit(args) -> int:
     from skyscene.pipelines.spectra import fit_spectrum_file
+    from skyscene.spectra import SpectralFitConfig
 
-    kwargs = {
-        "resolution": args.resolution,
-        "continuum_degree": args.continuum_degree,
-        "vsini_bounds": (0.0, args.vsini_max),
-        "rv_bounds": (args.rv_min, args.rv_max),
-        "interpolation": args.interpolation,
-    }
-    if args.mixture:
-        kwargs["shared"] = tuple(s for s in args.shared.split(",") if s)
-        kwargs["flux_ratio"] = args.flux_ratio
+    config = SpectralFitConfig(
+        resolution=args.resolution,
+        continuum_degree=args.continuum_degree,
+        vsini_bounds=(0.0, args.vsini_max),
+        rv_bounds=(args.rv_min, args.rv_max),
+        interpolation=args.interpolation,
+        shared=tuple(s for s in args.shared.split(",") if s),
+        flux_ratio=args.flux_ratio,
+    )
     out_dir = Path(args.out_dir) if args.out_dir else Path(args.spectrum).parent
     res = fit_spectrum_file(
         args.spectrum,
@@ -53,7 +53,7 @@ def _fit(args) -> int:
         mixture=args.mixture,
         sample=args.sample,
         n_steps=args.n_steps,
-        model_kwargs=kwargs,
+        config=config,
         rng=args.seed,
         progress=args.progress,
     )
@@ -74,8 +74,9 @@ def _fit(args) -> int:
             )
         )
         print(f"c = {m.c_:.4f} ± {m.c_err_:.4f}")
-        cmp = res.summary["comparison"]
-        print(f"preferred: {cmp['preferred']} (ΔBIC single − mixture = {cmp['delta_bic']:.1f})")
+        cmp = res.comparison
+        if cmp is not None:
+            print(f"preferred: {cmp.preferred} (ΔBIC single − mixture = {cmp.delta_bic:.1f})")
     print(
         f"vsini = {m.vsini_:.2f} ± {m.vsini_err_:.2f} km/s, RV = {m.rv_:.3f} ± {m.rv_err_:.3f} km/s"
     )

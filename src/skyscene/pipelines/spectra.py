@@ -25,7 +25,12 @@ from skyscene.errors import InputFileError
 from skyscene.io._atomic import atomic_path, atomic_write_text
 
 if TYPE_CHECKING:
-    from skyscene.spectra import MixtureModel, SingleComponentModel
+    from skyscene.spectra import (
+        MixtureModel,
+        ModelComparison,
+        SingleComponentModel,
+        SpectralFitConfig,
+    )
 
 __all__ = [
     "SpectrumFitOutputs",
@@ -52,13 +57,31 @@ class ObservedSpectrum:
 
 @dataclass(frozen=True, kw_only=True)
 class SpectrumFitOutputs:
-    """Paths written by :func:`fit_spectrum_file` and the fitted models."""
+    """Paths written by :func:`fit_spectrum_file` and the fitted models.
+
+    Attributes
+    ----------
+    json_path, csv_path, plot_path : Path
+        The files written.
+    model : MixtureModel or SingleComponentModel
+        The final model (the mixture when it was fitted).
+    single : SingleComponentModel or None
+        The single-component fit made for the comparison (None without ``mixture``).
+    comparison : ModelComparison or None
+        Single vs mixture (None without ``mixture``).
+    config : SpectralFitConfig
+        The configuration of the mixture (or single) fit.
+    summary : dict
+        The JSON record written to ``json_path``.
+    """
 
     json_path: Path
     csv_path: Path
     plot_path: Path
     model: MixtureModel | SingleComponentModel
     single: SingleComponentModel | None
+    comparison: ModelComparison | None
+    config: SpectralFitConfig
     summary: dict
 
 
@@ -104,7 +127,8 @@ def _fit_record(model) -> dict:
             zip(model.parameter_names_, model.theta2_err_.tolist(), strict=True)
         )
     out["c"] = {"value": float(model.c_), "error": float(model.c_err_)}
-    out["config"] = model.get_params()
+    out["model"] = type(model).__name__
+    out["config"] = model.config_.to_dict()
     out["fit_time_s"] = float(getattr(model, "fit_time_", float("nan")))
     return out
 
@@ -117,7 +141,7 @@ def fit_spectrum_file(
     mixture: bool = True,
     sample: bool = False,
     n_steps: int = 1000,
-    model_kwargs: dict | None = None,
+    config: SpectralFitConfig | None = None,
     rng=None,
     progress: bool = False,
 ) -> SpectrumFitOutputs:
@@ -137,40 +161,42 @@ def fit_spectrum_file(
     sample : bool
         After the MAP, sample the posterior of the final model with emcee
         (``n_steps`` steps).
-    model_kwargs : dict
-        Keyword arguments of :class:`~skyscene.spectra.MixtureModel` (resolution, …).
+    config : SpectralFitConfig, optional
+        Settings of the mixture fit (default: ``SpectralFitConfig()``); the single fit
+        uses ``config.single()``. Recorded in the JSON as ``config.to_dict()``.
     """
+    from skyscene.io.spectral_grid import read_spectral_grid
     from skyscene.plotting.spectra import save_spectral_fit_plot
-    from skyscene.spectra import MixtureModel, SingleComponentModel, SpectralGrid, compare_models
+    from skyscene.spectra import (
+        MixtureModel,
+        SingleComponentModel,
+        SpectralFitConfig,
+        SpectralGrid,
+        compare_models,
+    )
 
     spectrum_path = Path(spectrum_path)
     out_dir = Path(out_dir)
     if not isinstance(grid, SpectralGrid):
-        grid = SpectralGrid.read(grid)
+        grid = read_spectral_grid(grid)
     spec = read_spectrum_csv(spectrum_path)
-    kwargs = dict(model_kwargs or {})
-    single_kwargs = {
-        k: v for k, v in kwargs.items() if k not in ("shared", "flux_ratio", "n_starts")
-    }
+    config = SpectralFitConfig() if config is None else config
     rng = np.random.default_rng(rng)
     t0 = time.perf_counter()
-    single = SingleComponentModel(grid, **single_kwargs).fit(
+    single = SingleComponentModel.from_config(grid, config.single()).fit(
         spec.wavelength, spec.flux, spec.sigma, orders=spec.order, rng=rng
     )
-    model = single
+    model: MixtureModel | SingleComponentModel = single
+    cmp = None
     summary: dict = {"spectrum": str(spectrum_path), "n_pixels": int(spec.wavelength.size)}
     summary["single"] = _fit_record(single)
     if mixture:
-        model = MixtureModel(grid, **kwargs).fit(
+        model = MixtureModel.from_config(grid, config).fit(
             spec.wavelength, spec.flux, spec.sigma, orders=spec.order, rng=rng
         )
         summary["mixture"] = _fit_record(model)
         cmp = compare_models(single, model)
-        summary["comparison"] = {
-            "delta_chi2": cmp.delta_chi2,
-            "delta_bic": cmp.delta_bic,
-            "preferred": cmp.preferred,
-        }
+        summary["comparison"] = cmp.to_dict()
     if sample:
         model.sample(n_steps=n_steps, rng=rng, progress=progress)
         summary["mixture" if mixture else "single"] = _fit_record(model)
@@ -212,6 +238,8 @@ def fit_spectrum_file(
         plot_path=plot_path,
         model=model,
         single=single if mixture else None,
+        comparison=cmp,
+        config=model.config_,
         summary=summary,
     )
 
@@ -253,6 +281,7 @@ def simulate_spectra_files(
     Returns the dictionary of written paths and the truth.
     """
     from skyscene.datasets.spectra import simulate_spectral_grid, simulate_spectrum
+    from skyscene.io.spectral_grid import write_spectral_grid
 
     out_dir = Path(out_dir)
     rng = np.random.default_rng(seed)
@@ -269,7 +298,7 @@ def simulate_spectra_files(
         # leave room for the fit's default RV (±200 km/s) and v sin i (≤ 100 km/s) bounds
         pad = 0.004 * (hi - lo) + (hi * 350.0 / 299792.458)
         wavelength_range = (lo + pad, hi - pad)
-    grid_path = grid.write(out_dir / "grid.h5")
+    grid_path = write_spectral_grid(grid, out_dir / "grid.h5")
     common: dict[str, Any] = dict(
         vsini=vsini,
         rv=rv,
@@ -296,6 +325,8 @@ def simulate_spectra_files(
 
 def demo_stage(out_dir, *, progress: bool = True) -> str:
     """``skyscene demo`` stage: simulate a spotted star, fit it, write the plot and results."""
+    from skyscene.spectra import SpectralFitConfig
+
     out_dir = Path(out_dir) / "spectra"
     sim = simulate_spectra_files(out_dir, seed=2024)
     truth = sim["truth"]["spectrum_mixture"]
@@ -304,11 +335,9 @@ def demo_stage(out_dir, *, progress: bool = True) -> str:
         sim["grid"],
         out_dir,
         mixture=True,
-        model_kwargs={
-            "resolution": truth["resolution"],
-            "rv_bounds": (-100.0, 100.0),
-            "vsini_bounds": (0.0, 50.0),
-        },
+        config=SpectralFitConfig(
+            resolution=truth["resolution"], rv_bounds=(-100.0, 100.0), vsini_bounds=(0.0, 50.0)
+        ),
         rng=0,
         progress=progress,
     )

@@ -8,6 +8,7 @@ binary; Czekala et al. 2015), a :class:`SingleComponentModel` with one, so that 
 can be compared (:func:`compare_models`).
 """
 
+from skyscene.spectra._estimator import clone
 from skyscene.spectra.broadening import broaden, doppler_factor, log_lambda_grid, resample
 from skyscene.spectra.emulator import SpectralEmulator
 from skyscene.spectra.fluxratio import MeanFluxRatio, PairwiseFluxRatio, make_flux_ratio
@@ -22,6 +23,7 @@ from skyscene.spectra.mixture import (
     ModelComparison,
     SingleComponentModel,
     SpectralFit,
+    SpectralFitConfig,
     SpectrumPrediction,
     compare_models,
 )
@@ -40,10 +42,12 @@ __all__ = [
     "SingleComponentModel",
     "SpectralEmulator",
     "SpectralFit",
+    "SpectralFitConfig",
     "SpectralGrid",
     "SpectrumInterpolator",
     "SpectrumPrediction",
     "broaden",
+    "clone",
     "compare_models",
     "doppler_factor",
     "get_reader",

@@ -1,18 +1,13 @@
 """Spectral grids: raw model spectra tabulated on a grid of stellar parameters.
 
-On disk a grid is an HDF5 file (DESIGN.md, "Spectral grids"):
-
-``/wavelength``  float64 (n_wl,), Å, strictly increasing
-``/parameters``  float64 (n_grid, n_dim), attribute ``names`` (e.g. Teff, logg, FeH)
-``/flux``        float (n_grid, n_wl), raw model flux (not normalised)
-
-Optional root attributes record where the grid came from (reader, truncation,
-resolution, v sin i, sampling), as JSON in the attribute ``meta``.
+The container and its processing (no file I/O). On disk a grid is an HDF5 file
+(DESIGN.md, "Spectral grids"), read and written by :mod:`skyscene.io.spectral_grid`
+(:meth:`SpectralGrid.read`, :meth:`~SpectralGrid.write` and
+:meth:`~SpectralGrid.from_directory` call it).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -20,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from skyscene.errors import DataError, InputFileError, ParameterError, require
-from skyscene.io._atomic import atomic_path
+from skyscene.errors import DataError, InputFileError, ParameterError
 from skyscene.spectra.broadening import (
     C_KMS,
     broaden,
     check_wavelength,
     doppler_factor,
+    is_log_uniform,
     log_lambda_grid,
     resample,
 )
@@ -35,7 +30,23 @@ __all__ = ["SpectralGrid"]
 
 log = logging.getLogger(__name__)
 
-_DATASETS = ("wavelength", "parameters", "flux")
+
+class _GridCache:
+    """What a grid derives from its (immutable) data, computed on first use.
+
+    Owned by one :class:`SpectralGrid` and read only through its methods (:meth:`cube
+    <SpectralGrid.cube>`, :meth:`interpolator <SpectralGrid.interpolator>`,
+    :meth:`emulator <SpectralGrid.emulator>`, :meth:`log_uniform
+    <SpectralGrid.log_uniform>`); never pickled (rebuilt on demand after unpickling).
+    """
+
+    __slots__ = ("cube", "emulators", "interpolator", "log_uniform")
+
+    def __init__(self) -> None:
+        self.cube: np.ndarray | None = None
+        self.interpolator = None
+        self.emulators: dict[tuple[float, int | None], object] = {}
+        self.log_uniform: SpectralGrid | None = None
 
 
 class SpectralGrid:
@@ -104,7 +115,22 @@ class SpectralGrid:
         self.meta = dict(meta or {})
         for arr in (self.wavelength, self.parameters, self.flux):
             arr.flags.writeable = False
-        self._cube: np.ndarray | None = None
+        self._cache = _GridCache()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_cache"]  # derived data: rebuilt on first use
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        for arr in (self.wavelength, self.parameters, self.flux):
+            arr.flags.writeable = False
+        self._cache = _GridCache()
+
+    def clear_cache(self) -> None:
+        """Forget the derived objects (cube, interpolator, emulators, ln λ resampling)."""
+        self._cache = _GridCache()
 
     # ------------------------------------------------------------------ structure
     @property
@@ -147,13 +173,13 @@ class SpectralGrid:
 
     def cube(self) -> np.ndarray:
         """Flux reshaped to (n_1, ..., n_d, n_wl) along :attr:`axes` (regular grids only)."""
-        cube = self._cube
+        cube = self._cache.cube
         if cube is None:
             order = self._cube_order()
             shape = tuple(a.size for a in self.axes)
             cube = np.asarray(self.flux, dtype=float)[order].reshape((*shape, self.n_wavelength))
             cube.flags.writeable = False
-            self._cube = cube
+            self._cache.cube = cube
         return cube
 
     def index(self, params: Sequence[float]) -> int:
@@ -186,26 +212,49 @@ class SpectralGrid:
         if method == "emulator":
             return self.emulator()(params)
         if method != "linear":
-            raise ParameterError(f"method={method!r}: choose 'linear' or 'emulator'")
-        from skyscene.spectra.interpolate import SpectrumInterpolator
+            raise ParameterError(
+                f"method={method!r}: choose 'linear' or 'emulator'", name="method", value=method
+            )
+        return self.interpolator()(params)
 
-        if getattr(self, "_interp", None) is None:
-            self._interp = SpectrumInterpolator(self)
-        return self._interp(params)
+    def interpolator(self):
+        """The multilinear :class:`~skyscene.spectra.interpolate.SpectrumInterpolator` (cached).
+
+        Built on first use (regular grids only) and returned by later calls.
+        """
+        if self._cache.interpolator is None:
+            from skyscene.spectra.interpolate import SpectrumInterpolator
+
+            self._cache.interpolator = SpectrumInterpolator(self)
+        return self._cache.interpolator
 
     def emulator(self, *, tolerance: float = 1e-6, max_components: int | None = None):
         """The :class:`~skyscene.spectra.emulator.SpectralEmulator` of this grid (cached).
 
         Built on first use (one SVD of the ln-flux matrix, seconds for ~700 × 16384)
-        and kept for later calls with the same settings.
+        and returned by later calls with the same settings.
         """
-        from skyscene.spectra.emulator import SpectralEmulator
-
         key = (float(tolerance), max_components)
-        cache = self.__dict__.setdefault("_emulators", {})
-        if key not in cache:
-            cache[key] = SpectralEmulator(self, tolerance=tolerance, max_components=max_components)
-        return cache[key]
+        emulators = self._cache.emulators
+        if key not in emulators:
+            from skyscene.spectra.emulator import SpectralEmulator
+
+            emulators[key] = SpectralEmulator(
+                self, tolerance=tolerance, max_components=max_components
+            )
+        return emulators[key]
+
+    def log_uniform(self, *, rtol: float = 1e-6) -> SpectralGrid:
+        """This grid if its wavelengths are uniform in ln λ (to ``rtol``), else a resampling.
+
+        The resampling (linear, onto a ln λ grid of step :attr:`sampling_kms`) is computed
+        once and returned by later calls, so that its emulator is built only once.
+        """
+        if is_log_uniform(self.wavelength, rtol=rtol):
+            return self
+        if self._cache.log_uniform is None:
+            self._cache.log_uniform = self.resample(dv=self.sampling_kms)
+        return self._cache.log_uniform
 
     def __repr__(self) -> str:
         ranges = ", ".join(
@@ -269,61 +318,23 @@ class SpectralGrid:
         """Median wavelength step expressed as a velocity, km/s."""
         return float(np.median(np.expm1(np.diff(np.log(self.wavelength))))) * C_KMS
 
-    # ------------------------------------------------------------------ I/O
+    # ------------------------------------------------------------------ files (skyscene.io)
     def write(self, path: str | os.PathLike) -> Path:
-        """Write the grid to an HDF5 file (atomically); return the path."""
-        h5py = require("h5py", "spectra")
-        path = Path(path)
-        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-            f.create_dataset("wavelength", data=self.wavelength)
-            f["wavelength"].attrs["unit"] = "Angstrom"
-            dset = f.create_dataset("parameters", data=self.parameters)
-            dset.attrs["names"] = np.array(self.names, dtype=h5py.string_dtype())
-            f.create_dataset("flux", data=self.flux, chunks=(1, self.n_wavelength))
-            f.attrs["meta"] = json.dumps(self.meta)
-            f.attrs["format"] = "skyscene spectral grid 1"
-        log.info("wrote %s to %s", self, path)
-        return path
+        """Write the grid to an HDF5 file (atomically); return the path.
+
+        Calls :func:`skyscene.io.spectral_grid.write_spectral_grid`, where the file
+        format lives.
+        """
+        from skyscene.io.spectral_grid import write_spectral_grid
+
+        return write_spectral_grid(self, path)
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> SpectralGrid:
-        """Read a grid written by :meth:`write` (or any file of the documented layout).
+        """Read an HDF5 grid: :func:`skyscene.io.spectral_grid.read_spectral_grid`."""
+        from skyscene.io.spectral_grid import read_spectral_grid
 
-        Raises
-        ------
-        InputFileError
-            If the file is missing, not HDF5, or lacks a dataset or the ``names`` attribute.
-        """
-        h5py = require("h5py", "spectra")
-        path = Path(path)
-        if not path.is_file():
-            raise InputFileError(f"spectral grid file {str(path)!r} does not exist")
-        try:
-            f = h5py.File(path, "r")
-        except OSError as exc:
-            raise InputFileError(f"{str(path)!r} is not a readable HDF5 file: {exc}") from exc
-        with f:
-            for name in _DATASETS:
-                if name not in f:
-                    raise InputFileError(
-                        f"spectral grid {str(path)!r} is missing the dataset '/{name}' "
-                        f"(expected /wavelength, /parameters with attr 'names', /flux)"
-                    )
-            if "names" not in f["parameters"].attrs:
-                raise InputFileError(
-                    f"spectral grid {str(path)!r}: dataset '/parameters' lacks the attribute "
-                    "'names'"
-                )
-            names = [
-                n.decode() if isinstance(n, bytes) else str(n)
-                for n in f["parameters"].attrs["names"]
-            ]
-            meta = json.loads(f.attrs.get("meta", "{}"))
-            wl, params, flux = (f[name][()] for name in _DATASETS)
-        try:
-            return cls(wl, params, flux, names=names, meta=meta)
-        except DataError as exc:
-            raise InputFileError(f"spectral grid {str(path)!r}: {exc}") from exc
+        return read_spectral_grid(path)
 
     @classmethod
     def from_spectra(
@@ -387,56 +398,13 @@ class SpectralGrid:
         return cls(common, params_list, np.array(flux_list), names=names, meta=meta)
 
     @classmethod
-    def from_directory(
-        cls,
-        directory: str | os.PathLike,
-        *,
-        reader="phoenix",
-        wavelength_range: tuple[float, float] | None = None,
-        resolution: float | None = None,
-        dv: float | None = None,
-        progress: bool = False,
-    ) -> SpectralGrid:
-        """Build a grid from a folder of raw model spectra read by a pluggable reader.
+    def from_directory(cls, directory: str | os.PathLike, **kwargs) -> SpectralGrid:
+        """Build a grid from a folder of raw model spectra.
 
-        Parameters
-        ----------
-        directory : path
-            Folder searched recursively by the reader.
-        reader : str or reader object
-            ``"phoenix"`` (:class:`~skyscene.spectra.readers.PhoenixACESReader`) or any
-            object with ``names``, ``find(directory)`` and ``read(path)`` (see
-            :class:`~skyscene.spectra.readers.GridReader`).
-        wavelength_range, resolution, dv
-            Truncation (Å), instrumental resolving power and output sampling (km/s);
-            see :meth:`from_spectra`.
-        progress : bool
-            Show a tqdm progress bar.
+        Calls :func:`skyscene.io.spectral_grid.spectral_grid_from_directory` (same
+        keyword arguments: ``reader``, ``wavelength_range``, ``resolution``, ``dv``,
+        ``progress``).
         """
-        from skyscene.spectra.readers import get_reader
+        from skyscene.io.spectral_grid import spectral_grid_from_directory
 
-        rdr = get_reader(reader)
-        found = rdr.find(directory)
-        if not found:
-            raise InputFileError(
-                f"no spectra matching the {type(rdr).__name__} file pattern in {str(directory)!r}"
-            )
-        log.info("building a grid from %d spectra in %s", len(found), directory)
-        if progress:
-            from tqdm import tqdm
-
-            found = tqdm(found, desc="reading spectra", unit="spectrum")
-
-        def _iter():
-            for params, path in found:
-                wl, flux = rdr.read(path)
-                yield params, wl, flux
-
-        return cls.from_spectra(
-            _iter(),
-            names=rdr.names,
-            wavelength_range=wavelength_range,
-            resolution=resolution,
-            dv=dv,
-            meta={"reader": type(rdr).__name__, "source": str(directory)},
-        )
+        return spectral_grid_from_directory(directory, **kwargs)

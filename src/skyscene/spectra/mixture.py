@@ -24,6 +24,7 @@ wavelength Å, velocities km/s, temperatures K.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import time
@@ -34,13 +35,14 @@ import numpy as np
 from scipy import fft as sp_fft
 from scipy import optimize
 
-from skyscene.errors import ConvergenceWarning, DataError, ParameterError
+from skyscene._validation import check_choice, check_finite, check_int, check_optional, check_range
+from skyscene.errors import ConvergenceWarning, DataError, ParameterError, ParameterRangeError
+from skyscene.spectra._estimator import EstimatorParams
 from skyscene.spectra.broadening import (
     C_KMS,
     check_wavelength,
     doppler_factor,
     instrumental_transfer,
-    is_log_uniform,
     rotational_transfer,
 )
 from skyscene.spectra.fluxratio import MeanFluxRatio, make_flux_ratio, order_mean_flux
@@ -51,6 +53,7 @@ __all__ = [
     "ModelComparison",
     "SingleComponentModel",
     "SpectralFit",
+    "SpectralFitConfig",
     "SpectrumPrediction",
     "compare_models",
 ]
@@ -65,7 +68,176 @@ _FD_STEP_DEFAULT = 0.02
 _NESTED_DCHI2 = 2.0
 
 
+def _bounds(label: str, value, *, low: float | None = None) -> tuple[float, float]:
+    """A (min, max) pair of finite numbers with ``low <= min < max``, as floats."""
+    name = f"SpectralFitConfig.{label}"
+    try:
+        pair = tuple(value)
+    except TypeError:
+        pair = ()
+    rule = f"{low:g} <= min < max" if low is not None else "min < max"
+    if len(pair) != 2:
+        raise ParameterError(f"{label}={value!r} must be a pair (min, max)", name=name, value=value)
+    lo, hi = (float(check_finite(name, v)) for v in pair)
+    if not lo < hi or (low is not None and lo < low):
+        raise ParameterRangeError(
+            f"{label}={(lo, hi)!r} must satisfy {rule}", name=name, value=value, min=low
+        )
+    return lo, hi
+
+
 @dataclass(frozen=True, kw_only=True)
+class SpectralFitConfig:
+    """Validated settings of a one- or two-component spectral fit (recorded in outputs).
+
+    :class:`MixtureModel` and :class:`SingleComponentModel` take these as keyword
+    arguments (scikit-learn style, stored unmodified) and build this object in
+    ``fit()`` (``config_``); :meth:`MixtureModel.from_config` goes the other way.
+    The grid-dependent checks (a regular grid with one temperature axis, ``shared``
+    naming its parameters) are made in ``fit()``.
+
+    Attributes
+    ----------
+    n_components : {1, 2}
+        1: :class:`SingleComponentModel`; 2: :class:`MixtureModel`.
+    resolution : float or None
+        Instrumental resolving power R (> 0), or None if the grid is at the instrument's
+        resolution.
+    continuum_degree : int
+        Degree (>= 0) of the Chebyshev continuum per order.
+    shared : tuple of str
+        Grid parameters common to both components (empty for one component).
+    vsini_bounds, rv_bounds : (float, float)
+        Flat-prior ranges (km/s): 0 <= min < max for v sin i, |rv| < c for RV.
+    flux_ratio : {"grid", "pairs"}
+        q_m approach (:mod:`skyscene.spectra.fluxratio`).
+    interpolation : {"emulator", "linear"}
+        Grid spectra between nodes.
+    emulator_tolerance : float
+        > 0, the largest ln F error at the nodes allowed by the eigenspectrum truncation.
+    limb_darkening : float
+        ε in [0, 1] of the rotational profile.
+    n_starts : int
+        >= 1 optimiser starts from the best (T₂, c) grid candidates (+1 jittered).
+    maxiter : int
+        >= 1, limit on the residual evaluations of the final Gauss-Newton run.
+
+    Examples
+    --------
+    >>> cfg = SpectralFitConfig(resolution=30000.0, rv_bounds=(-50, 50))
+    >>> cfg.rv_bounds, cfg.single().shared
+    ((-50.0, 50.0), ())
+    >>> SpectralFitConfig.from_dict(cfg.to_dict()) == cfg
+    True
+    """
+
+    n_components: int = 2
+    resolution: float | None = None
+    continuum_degree: int = 2
+    shared: tuple[str, ...] = ("logg", "FeH")
+    vsini_bounds: tuple[float, float] = (0.0, 100.0)
+    rv_bounds: tuple[float, float] = (-200.0, 200.0)
+    flux_ratio: str = "grid"
+    interpolation: str = "emulator"
+    emulator_tolerance: float = 1e-6
+    limb_darkening: float = 0.6
+    n_starts: int = 3
+    maxiter: int = 500
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        set_ = object.__setattr__
+        check_choice(f"{name}.n_components", self.n_components, (1, 2))
+        res = check_optional(
+            check_range, f"{name}.resolution", self.resolution, low=0, low_inclusive=False
+        )
+        set_(self, "resolution", None if res is None else float(res))
+        set_(
+            self,
+            "continuum_degree",
+            int(check_int(f"{name}.continuum_degree", self.continuum_degree, low=0)),
+        )
+        if isinstance(self.shared, str):
+            raise ParameterError(
+                f"shared={self.shared!r} must be a sequence of parameter names, "
+                f"e.g. ({self.shared!r},)",
+                name=f"{name}.shared",
+                value=self.shared,
+            )
+        shared = tuple(str(s) for s in self.shared)
+        if self.n_components == 1 and shared:
+            raise ParameterError(
+                f"shared={shared!r}: a one-component model shares nothing (use shared=())",
+                name=f"{name}.shared",
+                value=shared,
+            )
+        set_(self, "shared", shared)
+        set_(self, "vsini_bounds", _bounds("vsini_bounds", self.vsini_bounds, low=0.0))
+        rv = _bounds("rv_bounds", self.rv_bounds)
+        if not max(abs(rv[0]), abs(rv[1])) < C_KMS:
+            raise ParameterRangeError(
+                f"rv_bounds={rv!r} must satisfy min < max, |rv| < c",
+                name=f"{name}.rv_bounds",
+                value=self.rv_bounds,
+                min=-C_KMS,
+                max=C_KMS,
+            )
+        set_(self, "rv_bounds", rv)
+        if self.flux_ratio not in ("grid", "pairs"):
+            raise ParameterError(
+                f"flux_ratio={self.flux_ratio!r}: choose 'grid' or 'pairs'",
+                name=f"{name}.flux_ratio",
+                value=self.flux_ratio,
+            )
+        if self.interpolation not in ("emulator", "linear"):
+            raise ParameterError(
+                f"interpolation={self.interpolation!r}: choose 'emulator' or 'linear'",
+                name=f"{name}.interpolation",
+                value=self.interpolation,
+            )
+        tol = self.emulator_tolerance
+        if isinstance(tol, bool) or not isinstance(tol, float | int) or not tol > 0:
+            raise ParameterRangeError(
+                f"emulator_tolerance={tol!r} must be a positive number",
+                name=f"{name}.emulator_tolerance",
+                value=tol,
+                min=0,
+            )
+        set_(self, "emulator_tolerance", float(check_finite(f"{name}.emulator_tolerance", tol)))
+        set_(
+            self,
+            "limb_darkening",
+            float(check_range(f"{name}.limb_darkening", self.limb_darkening, low=0.0, high=1.0)),
+        )
+        set_(self, "n_starts", int(check_int(f"{name}.n_starts", self.n_starts, low=1)))
+        set_(self, "maxiter", int(check_int(f"{name}.maxiter", self.maxiter, low=1)))
+
+    def single(self) -> SpectralFitConfig:
+        """The one-component version: nothing shared, one start (the former defaults)."""
+        return dataclasses.replace(self, n_components=1, shared=(), flux_ratio="grid", n_starts=1)
+
+    def to_dict(self) -> dict:
+        """The configuration as plain JSON types (tuples as lists), for output metadata."""
+        out = dataclasses.asdict(self)
+        for key in ("shared", "vsini_bounds", "rv_bounds"):
+            out[key] = list(out[key])
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SpectralFitConfig:
+        """Inverse of :meth:`to_dict` (unknown keys are a :class:`ParameterError`)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ParameterError(
+                f"{cls.__name__}: unknown key(s) {unknown}; expected {sorted(known)}",
+                name=cls.__name__,
+                value=unknown,
+            )
+        return cls(**data)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
 class SpectralFit:
     """Result of a spectral fit: parameter values, uncertainties and fit statistics.
 
@@ -123,6 +295,24 @@ class SpectralFit:
             "q": np.asarray(self.q).tolist(),
         }
 
+    @classmethod
+    def from_dict(cls, data: dict) -> SpectralFit:
+        """Inverse of :meth:`to_dict` (arrays come back as float64)."""
+        params = data["parameters"]
+        return cls(
+            names=tuple(params),
+            values=np.array([p["value"] for p in params.values()], dtype=float),
+            errors=np.array([p["error"] for p in params.values()], dtype=float),
+            chi2=float(data["chi2"]),
+            n_data=int(data["n_data"]),
+            n_params=int(data["n_params"]),
+            bic=float(data["bic"]),
+            method=str(data["method"]),
+            converged=bool(data["converged"]),
+            continuum=[np.asarray(c, dtype=float) for c in data["continuum"]],
+            q=np.asarray(data["q"], dtype=float),
+        )
+
     def to_table(self):
         """astropy Table with one row per parameter (name, value, error)."""
         from astropy.table import Table
@@ -133,7 +323,7 @@ class SpectralFit:
         )
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class SpectrumPrediction:
     """Model flux at some wavelengths and its parts (all multiplied by the continuum)."""
 
@@ -156,6 +346,15 @@ class ModelComparison:
     delta_chi2: float
     delta_bic: float
     preferred: str
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable dictionary."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelComparison:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**data)
 
 
 def compare_models(single, mixture) -> ModelComparison:
@@ -265,81 +464,44 @@ class _Order:
         return np.einsum("ij,ij->j", g[index], weights)
 
 
-class _SpectrumModel:
-    """Shared machinery of :class:`SingleComponentModel` and :class:`MixtureModel`."""
+class _SpectrumModel(EstimatorParams):
+    """Shared machinery of :class:`SingleComponentModel` and :class:`MixtureModel`.
+
+    The subclasses follow scikit-learn's estimator contract: ``__init__`` stores its
+    arguments unmodified; ``fit()`` validates them into :attr:`config_`
+    (:class:`SpectralFitConfig`), which everything after uses.
+    """
 
     n_components = 2
-
-    def __init__(
-        self,
-        grid,
-        *,
-        resolution: float | None = None,
-        continuum_degree: int = 2,
-        shared: Sequence[str] = ("logg", "FeH"),
-        vsini_bounds: tuple[float, float] = (0.0, 100.0),
-        rv_bounds: tuple[float, float] = (-200.0, 200.0),
-        flux_ratio: str = "grid",
-        interpolation: str = "emulator",
-        emulator_tolerance: float = 1e-6,
-        limb_darkening: float = 0.6,
-        n_starts: int = 3,
-        maxiter: int = 500,
-    ):
-        self.grid = grid
-        self.resolution = resolution
-        self.continuum_degree = continuum_degree
-        self.shared = tuple(shared)
-        self.vsini_bounds = tuple(vsini_bounds)
-        self.rv_bounds = tuple(rv_bounds)
-        self.flux_ratio = flux_ratio
-        self.interpolation = interpolation
-        self.emulator_tolerance = emulator_tolerance
-        self.limb_darkening = limb_darkening
-        self.n_starts = n_starts
-        self.maxiter = maxiter
+    grid: object
 
     # ------------------------------------------------------------------ set-up
-    def get_params(self) -> dict:
-        """Configuration (JSON-serialisable), recorded in output metadata."""
-        return {
-            "model": type(self).__name__,
-            "resolution": self.resolution,
-            "continuum_degree": self.continuum_degree,
-            "shared": list(self.shared) if self.n_components == 2 else [],
-            "vsini_bounds": list(self.vsini_bounds),
-            "rv_bounds": list(self.rv_bounds),
-            "flux_ratio": self.flux_ratio if self.n_components == 2 else None,
-            "interpolation": self.interpolation,
-            "emulator_tolerance": self.emulator_tolerance,
-            "limb_darkening": self.limb_darkening,
-            "n_starts": self.n_starts,
-        }
+    @classmethod
+    def from_config(cls, grid, config: SpectralFitConfig):
+        """A model of ``grid`` with the settings of ``config`` (of this many components)."""
+        if config.n_components != cls.n_components:
+            hint = " (use config.single())" if cls.n_components == 1 else ""
+            raise ParameterError(
+                f"{cls.__name__} has {cls.n_components} component(s) but the config "
+                f"n_components={config.n_components}{hint}",
+                name="SpectralFitConfig.n_components",
+                value=config.n_components,
+            )
+        names = [n for n in cls._get_param_names() if n != "grid"]
+        return cls(grid, **{n: getattr(config, n) for n in names})  # type: ignore[call-arg]
+
+    def _make_config(self) -> SpectralFitConfig:
+        params = self.get_params(deep=False)
+        params.pop("grid")
+        if self.n_components == 1:
+            params.update(shared=(), flux_ratio="grid")
+        return SpectralFitConfig(n_components=self.n_components, **params)
 
     def _validate_config(self):
+        self.config_ = cfg = self._make_config()
         grid = self.grid
         if not grid.is_regular:
             grid.cube()  # raises ParameterError naming the axes
-        if not isinstance(self.continuum_degree, int | np.integer) or self.continuum_degree < 0:
-            raise ParameterError(
-                f"continuum_degree={self.continuum_degree!r} must be an integer >= 0"
-            )
-        lo, hi = self.vsini_bounds
-        if not 0 <= lo < hi:
-            raise ParameterError(f"vsini_bounds={self.vsini_bounds!r} must satisfy 0 <= min < max")
-        lo, hi = self.rv_bounds
-        if not lo < hi or not max(abs(lo), abs(hi)) < C_KMS:
-            raise ParameterError(f"rv_bounds={self.rv_bounds!r} must satisfy min < max, |rv| < c")
-        if self.interpolation not in ("emulator", "linear"):
-            raise ParameterError(
-                f"interpolation={self.interpolation!r}: choose 'emulator' or 'linear'"
-            )
-        if not (isinstance(self.emulator_tolerance, float | int) and self.emulator_tolerance > 0):
-            raise ParameterError(
-                f"emulator_tolerance={self.emulator_tolerance!r} must be a positive number"
-            )
-        if self.resolution is not None and not self.resolution > 0:
-            raise ParameterError(f"resolution={self.resolution!r} must be positive or None")
         temp = [n for n in grid.names if is_temperature_name(n)]
         if len(temp) != 1:
             raise ParameterError(
@@ -348,16 +510,21 @@ class _SpectrumModel:
         self._teff_name = temp[0]
         lower = {n.lower(): n for n in grid.names}
         shared = []
-        for s in self.shared if self.n_components == 2 else ():
+        for s in cfg.shared:
             if s.lower() not in lower:
-                raise ParameterError(f"shared={s!r} is not a grid parameter {grid.names}")
+                raise ParameterError(
+                    f"shared={s!r} is not a grid parameter {grid.names}",
+                    name="SpectralFitConfig.shared",
+                    value=s,
+                )
             if is_temperature_name(s):
-                raise ParameterError("shared: the temperature cannot be shared by the components")
+                raise ParameterError(
+                    "shared: the temperature cannot be shared by the components",
+                    name="SpectralFitConfig.shared",
+                    value=s,
+                )
             shared.append(lower[s.lower()])
         self._shared_set = set(shared)
-        if self.n_components == 2:
-            if self.flux_ratio not in ("grid", "pairs"):
-                raise ParameterError(f"flux_ratio={self.flux_ratio!r}: choose 'grid' or 'pairs'")
 
     def _layout(self):
         """Names, bounds and kinds of the free non-linear parameters."""
@@ -383,7 +550,10 @@ class _SpectrumModel:
             bounds.append((0.0, 1.0))
             kinds.append("c")
         names += ["vsini", "rv"]
-        bounds += [tuple(map(float, self.vsini_bounds)), tuple(map(float, self.rv_bounds))]
+        bounds += [
+            tuple(map(float, self.config_.vsini_bounds)),
+            tuple(map(float, self.config_.rv_bounds)),
+        ]
         kinds += ["vsini", "rv"]
         self._names = tuple(names)
         self._bounds = np.array(bounds)
@@ -430,36 +600,40 @@ class _SpectrumModel:
                 )
         self._validate_config()
         self._layout()
-        grid = self.grid
-        if not is_log_uniform(grid.wavelength, rtol=1e-4):
-            # resampled once per grid object, so that its emulator is built only once
-            cache = grid.__dict__.setdefault("_log_uniform", {})
-            if "grid" not in cache:
-                cache["grid"] = grid.resample(dv=grid.sampling_kms)
-            grid = cache["grid"]
-        d_lo, d_hi = doppler_factor(self.rv_bounds[0]), doppler_factor(self.rv_bounds[1])
-        width = self.vsini_bounds[1] + (5.0 * C_KMS / self.resolution if self.resolution else 0.0)
+        self._rot_table = None
+        # resampled once per grid object (cached by the grid), so that its emulator is
+        # built only once
+        grid = self.grid.log_uniform(rtol=1e-4)
+        self.grid_ = grid
+        d_lo, d_hi = (
+            doppler_factor(self.config_.rv_bounds[0]),
+            doppler_factor(self.config_.rv_bounds[1]),
+        )
+        width = self.config_.vsini_bounds[1] + (
+            5.0 * C_KMS / self.config_.resolution if self.config_.resolution else 0.0
+        )
         pad = 1.0 + width / C_KMS + 3 * grid.sampling_kms / C_KMS
         self.orders_ = np.unique(labels)
         emulator = None
-        if self.interpolation == "emulator":
-            emulator = grid.emulator(tolerance=self.emulator_tolerance)
+        if self.config_.interpolation == "emulator":
+            emulator = grid.emulator(tolerance=self.config_.emulator_tolerance)
         self._emulator = emulator
+        self.emulator_ = emulator
         self._orders = []
         ranges = []
         for m in self.orders_:
             sel = labels == m
             wl_m = check_wavelength(wl[sel], name=f"wavelength of order {m}")
             w_m = np.where(good[sel], 1.0 / np.where(good[sel], sig[sel], 1.0) ** 2, 0.0)
-            if np.count_nonzero(w_m) <= self.continuum_degree + 1:
+            if np.count_nonzero(w_m) <= self.config_.continuum_degree + 1:
                 raise DataError(f"order {m} has too few unmasked pixels ({np.count_nonzero(w_m)})")
             lo, hi = float(wl_m[0]), float(wl_m[-1])
             need = (lo / d_hi / pad, hi / d_lo * pad)
             if need[0] < grid.wavelength[0] or need[1] > grid.wavelength[-1]:
                 raise ParameterError(
                     f"order {m} ({lo:g}-{hi:g} Å) needs grid wavelengths "
-                    f"{need[0]:.2f}-{need[1]:.2f} Å for rv_bounds={self.rv_bounds} km/s "
-                    f"and vsini up to {self.vsini_bounds[1]} km/s, "
+                    f"{need[0]:.2f}-{need[1]:.2f} Å for rv_bounds={self.config_.rv_bounds} km/s "
+                    f"and vsini up to {self.config_.vsini_bounds[1]} km/s, "
                     f"but the grid covers {grid.wavelength[0]:g}-{grid.wavelength[-1]:g} Å"
                 )
             y_m = np.where(good[sel], y[sel], 0.0)
@@ -472,8 +646,8 @@ class _SpectrumModel:
                     lo,
                     hi,
                     model_range=(need[0] * (1 - 1e-9), need[1] * (1 + 1e-9)),
-                    resolution=self.resolution,
-                    degree=self.continuum_degree,
+                    resolution=self.config_.resolution,
+                    degree=self.config_.continuum_degree,
                     names=grid.names,
                     emulator=emulator,
                 )
@@ -485,8 +659,8 @@ class _SpectrumModel:
         if self.n_components == 2:
             self._ratio = (
                 self._mean_flux
-                if self.flux_ratio == "grid"
-                else make_flux_ratio(grid, ranges, method=self.flux_ratio)
+                if self.config_.flux_ratio == "grid"
+                else make_flux_ratio(grid, ranges, method=self.config_.flux_ratio)
             )
         self.n_data_ = int(np.count_nonzero(good))
         self._labels = labels
@@ -549,13 +723,15 @@ class _SpectrumModel:
         table = getattr(self, "_rot_table", None)
         if table is None or u[-1] > table[0][-1]:
             u_max = (
-                max(float(u[-1]), 2.0 * np.pi * self.vsini_bounds[1] * float(freq[-1])) * 1.01 + 1.0
+                max(float(u[-1]), 2.0 * np.pi * self.config_.vsini_bounds[1] * float(freq[-1]))
+                * 1.01
+                + 1.0
             )
             grid_u = np.arange(0.0, u_max + 0.004, 0.004)
             table = (
                 grid_u,
                 rotational_transfer(
-                    grid_u, 1.0 / (2.0 * np.pi), limb_darkening=self.limb_darkening
+                    grid_u, 1.0 / (2.0 * np.pi), limb_darkening=self.config_.limb_darkening
                 ),
             )
             self._rot_table = table
@@ -677,7 +853,7 @@ class _SpectrumModel:
             xtol=1e-10,
             ftol=1e-12,
             gtol=1e-10,
-            max_nfev=max_nfev or self.maxiter,
+            max_nfev=max_nfev or self.config_.maxiter,
         )
         u = u0.copy()
         u[free] = res.x
@@ -767,7 +943,7 @@ class _SpectrumModel:
             starts = self._mixture_starts(p_single, rng)
         best = None
         for p0 in starts:  # short runs from every start, then a full run from the best
-            p, f, ok = self._minimize(p0, max_nfev=self.maxiter if len(starts) == 1 else 40)
+            p, f, ok = self._minimize(p0, max_nfev=self.config_.maxiter if len(starts) == 1 else 40)
             log.debug("start %s -> %s (%.3f)", np.round(p0, 3), np.round(p, 3), f)
             if best is None or f < best[1]:
                 best = (p, f, ok)
@@ -829,7 +1005,7 @@ class _SpectrumModel:
             p[self._i_c] = 0.05
             cand.append((self._nll(p), p))
         cand.sort(key=lambda x: x[0])
-        starts = [p for _, p in cand[: max(1, self.n_starts)]]
+        starts = [p for _, p in cand[: max(1, self.config_.n_starts)]]
         # one jittered start around the best candidate
         u = self._to_unit(starts[0]) + rng.normal(0.0, 0.05, starts[0].size)
         starts.append(self._from_unit(np.clip(u, 0.0, 1.0 - 1e-6)))
@@ -849,7 +1025,7 @@ class _SpectrumModel:
         for order, (model,) in zip(self._orders, models, strict=True):
             coefs.append(self._continuum_solve(order, model)[0])
         n_nl = p.size
-        k = self.continuum_degree + 1
+        k = self.config_.continuum_degree + 1
         n_tot = n_nl + k * len(self._orders)
         fisher = np.zeros((n_tot, n_tot))
         eval_lo = self._bounds[:, 0].copy()
@@ -900,7 +1076,7 @@ class _SpectrumModel:
             coef, c2, _ = self._continuum_solve(order, model)
             coefs.append(coef)
             chi2 += c2
-        n_params = p.size + len(self._orders) * (self.continuum_degree + 1)
+        n_params = p.size + len(self._orders) * (self.config_.continuum_degree + 1)
         self.result_ = SpectralFit(
             names=self._names,
             values=np.asarray(p, dtype=float).copy(),
@@ -1089,6 +1265,12 @@ class _SpectrumModel:
 class MixtureModel(_SpectrumModel):
     """Two-component (star + spots, or unresolved binary) spectral model, scikit-learn style.
 
+    scikit-learn's estimator contract: the parameters are stored unmodified
+    (:meth:`get_params`/:meth:`set_params` follow the signature, :func:`clone` copies);
+    :meth:`fit` validates them into :attr:`config_` (:class:`SpectralFitConfig`, the same
+    checks and messages) and returns ``self``; the fitted attributes end in ``_``.
+    :meth:`from_config` builds the model from a config.
+
     Parameters
     ----------
     grid : SpectralGrid
@@ -1124,6 +1306,11 @@ class MixtureModel(_SpectrumModel):
 
     Attributes
     ----------
+    config_ : SpectralFitConfig
+        The validated parameters (``config_.to_dict()`` is what outputs record).
+    grid_ : SpectralGrid
+        The grid the fit used: ``grid``, or its ln λ-uniform resampling
+        (:meth:`SpectralGrid.log_uniform`, computed once per grid).
     theta1_, theta2_ : ndarray (n_dim,)
         Parameters of the hotter and the cooler component (order of ``parameter_names_``).
     theta1_err_, theta2_err_ : ndarray (n_dim,)
@@ -1172,12 +1359,42 @@ class MixtureModel(_SpectrumModel):
 
     n_components = 2
 
+    def __init__(
+        self,
+        grid,
+        *,
+        resolution: float | None = None,
+        continuum_degree: int = 2,
+        shared: Sequence[str] = ("logg", "FeH"),
+        vsini_bounds: tuple[float, float] = (0.0, 100.0),
+        rv_bounds: tuple[float, float] = (-200.0, 200.0),
+        flux_ratio: str = "grid",
+        interpolation: str = "emulator",
+        emulator_tolerance: float = 1e-6,
+        limb_darkening: float = 0.6,
+        n_starts: int = 3,
+        maxiter: int = 500,
+    ):
+        self.grid = grid
+        self.resolution = resolution
+        self.continuum_degree = continuum_degree
+        self.shared = shared
+        self.vsini_bounds = vsini_bounds
+        self.rv_bounds = rv_bounds
+        self.flux_ratio = flux_ratio
+        self.interpolation = interpolation
+        self.emulator_tolerance = emulator_tolerance
+        self.limb_darkening = limb_darkening
+        self.n_starts = n_starts
+        self.maxiter = maxiter
+
 
 class SingleComponentModel(_SpectrumModel):
     """One-component spectral model with the interface of :class:`MixtureModel`.
 
-    ``c_`` is 0 and ``theta2_`` is None; compare with a mixture fit by
-    :func:`compare_models` (Δχ², ΔBIC).
+    The parameters are those of :class:`MixtureModel` without ``shared`` and
+    ``flux_ratio`` (and ``n_starts=1``). ``c_`` is 0 and ``theta2_`` is None; compare
+    with a mixture fit by :func:`compare_models` (Δχ², ΔBIC).
     """
 
     n_components = 1
@@ -1186,27 +1403,23 @@ class SingleComponentModel(_SpectrumModel):
         self,
         grid,
         *,
-        resolution=None,
-        continuum_degree=2,
-        vsini_bounds=(0.0, 100.0),
-        rv_bounds=(-200.0, 200.0),
-        interpolation="emulator",
-        emulator_tolerance=1e-6,
-        limb_darkening=0.6,
-        n_starts=1,
-        maxiter=500,
+        resolution: float | None = None,
+        continuum_degree: int = 2,
+        vsini_bounds: tuple[float, float] = (0.0, 100.0),
+        rv_bounds: tuple[float, float] = (-200.0, 200.0),
+        interpolation: str = "emulator",
+        emulator_tolerance: float = 1e-6,
+        limb_darkening: float = 0.6,
+        n_starts: int = 1,
+        maxiter: int = 500,
     ):
-        super().__init__(
-            grid,
-            resolution=resolution,
-            continuum_degree=continuum_degree,
-            shared=(),
-            vsini_bounds=vsini_bounds,
-            rv_bounds=rv_bounds,
-            flux_ratio="grid",
-            interpolation=interpolation,
-            emulator_tolerance=emulator_tolerance,
-            limb_darkening=limb_darkening,
-            n_starts=n_starts,
-            maxiter=maxiter,
-        )
+        self.grid = grid
+        self.resolution = resolution
+        self.continuum_degree = continuum_degree
+        self.vsini_bounds = vsini_bounds
+        self.rv_bounds = rv_bounds
+        self.interpolation = interpolation
+        self.emulator_tolerance = emulator_tolerance
+        self.limb_darkening = limb_darkening
+        self.n_starts = n_starts
+        self.maxiter = maxiter
