@@ -129,3 +129,20 @@ def test_truncate_resample_broaden_shift(small_grid):
 
 def test_repr(small_grid):
     assert "30 spectra" in repr(small_grid) and "Teff=[3500..5500]x5" in repr(small_grid)
+
+
+def test_file_io_lives_in_skyscene_io(small_grid, tmp_path):
+    from skyscene.io.spectral_grid import read_spectral_grid, write_spectral_grid
+    from skyscene.spectra import readers
+
+    path = write_spectral_grid(small_grid, tmp_path / "io.h5")
+    back = read_spectral_grid(path)
+    np.testing.assert_array_equal(back.flux, small_grid.flux)
+    assert back.meta == small_grid.meta and back.names == small_grid.names
+    old = SpectralGrid.read(small_grid.write(tmp_path / "old.h5"))  # the old names delegate
+    np.testing.assert_array_equal(old.parameters, back.parameters)
+    assert readers.PhoenixACESReader.__module__ == "skyscene.io.spectral_grid"
+    with h5py.File(path, "a") as f:
+        f.attrs["meta"] = "{not json"
+    with pytest.raises(InputFileError, match=r"io.h5': attribute 'meta' is not JSON"):
+        read_spectral_grid(path)

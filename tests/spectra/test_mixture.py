@@ -1,12 +1,20 @@
 """Specification of MixtureModel / SingleComponentModel (reduced, fast version of the
 benchmark's 20-spectra study: a 11-node grid and 4096-pixel spectra at S/N 100)."""
 
+import copy
+
 import numpy as np
 import pytest
 
 from skyscene.datasets.spectra import simulate_spectrum
 from skyscene.errors import DataError, ParameterError
-from skyscene.spectra import MixtureModel, SingleComponentModel, SpectralGrid, compare_models
+from skyscene.spectra import (
+    MixtureModel,
+    SingleComponentModel,
+    SpectralGrid,
+    clone,
+    compare_models,
+)
 
 R = 30000.0
 BOUNDS = dict(resolution=R, rv_bounds=(-50.0, 50.0), vsini_bounds=(0.0, 30.0))
@@ -32,6 +40,11 @@ def spectrum(toy_model, *, t1=5150.0, t2=None, c=0.0, rng=0, n_orders=1, pixels=
 
 @pytest.fixture(scope="module")
 def mixture_fits(fit_grid, toy_model):
+    """Two seeded mixture fits, shared read-only by the tests of this module.
+
+    A test that refits or samples works on its own copy (``clone`` or ``copy.deepcopy``),
+    so the order of the tests does not matter.
+    """
     fits = []
     for seed, (t1, t2, c) in enumerate([(5150.0, 3820.0, 0.35), (4940.0, 4110.0, 0.45)]):
         s = spectrum(toy_model, t1=t1, t2=t2, c=c, rng=10 + seed)
@@ -42,8 +55,11 @@ def mixture_fits(fit_grid, toy_model):
 
 
 def test_two_component_spectra_are_recovered(mixture_fits):
-    for s, m in mixture_fits:
-        assert m.fit(s.wavelength, s.flux, s.sigma) is m  # fit returns self
+    for seed, (s, fitted) in enumerate(mixture_fits):
+        m = clone(fitted, deep_copy=False)  # unfitted, same parameters, same grid
+        assert m.fit(s.wavelength, s.flux, s.sigma, rng=seed) is m  # fit returns self
+        # the same data, parameters and seed give the same fit, bitwise
+        np.testing.assert_array_equal(m.result_.values, fitted.result_.values)
         truth = s.truth
         assert abs(m.c_ - truth["c"]) < 0.03  # acceptance tolerance
         assert abs(m.theta2_[0] - truth["theta2"][0]) < 100.0  # K
@@ -135,7 +151,8 @@ def test_pairs_flux_ratio_gives_the_same_fit(fit_grid, toy_model, mixture_fits):
 
 
 def test_emcee_sampling(mixture_fits):
-    _, m = mixture_fits[1]
+    fitted = mixture_fits[1][1]
+    m = copy.deepcopy(fitted)  # sample() replaces the fitted attributes: keep the fixture's
     c_map = m.c_
     m.sample(n_walkers=16, n_steps=60, burn=30, rng=1)
     assert m.result_.method == "emcee"
@@ -145,6 +162,7 @@ def test_emcee_sampling(mixture_fits):
     assert 0 < m.acceptance_fraction_ < 1
     with pytest.raises(ParameterError, match=r"burn=60 must be in \[0, n_steps=60\)"):
         m.sample(n_steps=60, burn=60)
+    assert fitted.result_.method == "map" and fitted.c_ == c_map  # the fixture is unchanged
 
 
 def test_masked_pixels_are_ignored(fit_grid, toy_model):
