@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from skyscene._validation import check_optional, check_positive
 from skyscene.errors import ParameterError
 
 __all__ = ["SceneConfig", "Target"]
@@ -99,6 +100,19 @@ class SceneConfig:
         of the PSF peak; 0 keeps the full rank).
     zeropoint : float
         Common zeropoint of the fitted fluxes (30, as DES).
+    pixel_limit_sigma : float or None
+        Guard against non-physical pixel values in exposures given in memory (the
+        readers of :mod:`skyscene.io` mask them at read): a pixel above the exposure's
+        saturation level (``meta["saturate"]`` or the ``SATURATE`` header card), or
+        farther than ``pixel_limit_sigma`` noise σ (``√variance``) from its stamp's
+        median, is masked and counted (flag ``"nonphysical:FILE:N"``, a
+        :class:`~skyscene.errors.FlaggedDataWarning`). Default 1e6 σ: no detector
+        reaches it (a full well of ~1e6 e⁻ over a noise floor of a few e⁻ is ≲ 3e5 σ),
+        while a corrupted value (1e30) is caught. None: no guard.
+    max_reduced_chi2 : float
+        A fit with ``χ²/dof`` above this (default 100, i.e. residuals ~10× the noise
+        model) is flagged ``"chi2_absurd"``: its fluxes and errors are not to be trusted
+        (a wrong variance map, an unmasked artefact, a wrong PSF or WCS).
     """
 
     grid_n: int = 20
@@ -119,6 +133,8 @@ class SceneConfig:
     psf_oversampling: int = 3
     psf_rank_tol: float = 1e-7
     zeropoint: float = 30.0
+    pixel_limit_sigma: float | None = 1e6
+    max_reduced_chi2: float = 100.0
 
     def first_pass_nodes(self) -> np.ndarray:
         """Indices (along each axis) of the full grid's nodes used by the first pass.
@@ -184,6 +200,8 @@ class SceneConfig:
             )
         if not math.isfinite(self.zeropoint):
             raise ParameterError(f"SceneConfig.zeropoint must be finite, got {self.zeropoint!r}")
+        check_optional(check_positive, "SceneConfig.pixel_limit_sigma", self.pixel_limit_sigma)
+        check_positive("SceneConfig.max_reduced_chi2", self.max_reduced_chi2)
 
     def to_dict(self) -> dict:
         """Plain dict (for output metadata)."""

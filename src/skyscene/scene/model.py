@@ -72,6 +72,21 @@ def _pixel_scale(wcs) -> float:
     return float(np.sqrt(np.prod(proj_plane_pixel_scales(wcs))) * 3600.0)
 
 
+def _saturation(exposure) -> float | None:
+    """Saturation level in counts: ``meta["saturate"]`` or the header's ``SATURATE``."""
+    meta = getattr(exposure, "meta", None) or {}
+    value = meta.get("saturate")
+    if value is None:
+        header = meta.get("header")
+        if header is not None:
+            value = header.get("SATURATE")
+    try:
+        value = float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+    return value if value is not None and math.isfinite(value) and value > 0 else None
+
+
 def _world_to_pixel(wcs, ra, dec) -> np.ndarray:
     ra = np.atleast_1d(np.asarray(ra, dtype=float))
     dec = np.atleast_1d(np.asarray(dec, dtype=float))
@@ -118,7 +133,9 @@ class SceneResult:
         Scaled data, variance (``inf`` where masked), full model and target-only model.
     flags : tuple of str
         Anything a user should know (``"pseudo_inverse"``, ``"dropped:FILE"``,
-        ``"shot_noise_skipped"``, ``"offset_at_bound"``...).
+        ``"shot_noise_skipped"``, ``"offset_at_bound"``, ``"nonphysical:FILE:N"`` for N
+        non-physical pixels masked, ``"chi2_absurd"`` for ``χ²/dof`` above
+        ``SceneConfig.max_reduced_chi2``...).
     """
 
     flux: np.ndarray
@@ -273,6 +290,7 @@ class _Problem:
         image = np.stack([exp.data for exp in exposures]) * scale[:, None, None]
         variance = np.stack([exp.variance for exp in exposures]) * (scale**2)[:, None, None]
         variance[np.stack([exp.mask for exp in exposures])] = np.inf
+        self.n_nonphysical = self._mask_nonphysical(exposures, image, variance)
         self.image = image
         self.base_variance = variance
 
@@ -358,6 +376,44 @@ class _Problem:
         self._set_variance(variance)
         self._set_grid()
         self._build_fixed_design()
+
+    def _mask_nonphysical(self, exposures, image: np.ndarray, variance: np.ndarray) -> np.ndarray:
+        """Mask (in place) and count non-physical pixels of each exposure.
+
+        Non-finite data or variances, values above the exposure's saturation level and,
+        with ``config.pixel_limit_sigma``, values farther than that many σ from the
+        stamp's median (``SceneConfig`` documents the limit). Data of masked pixels are
+        set to 0 (as :class:`~skyscene.io.Exposure` does). Returns the counts.
+        """
+        limit = self.config.pixel_limit_sigma
+        counts = np.zeros(len(exposures), dtype=int)
+        for e, exp in enumerate(exposures):
+            img, var = image[e], variance[e]
+            bad = ~np.isfinite(img) | np.isnan(var) | ~(var > 0)
+            bad &= ~np.isinf(var)  # already masked
+            saturate = _saturation(exp)
+            if saturate is not None:
+                bad |= np.isfinite(var) & (
+                    np.where(np.isfinite(img), img, 0.0) > saturate * self.scale[e]
+                )
+            good = np.isfinite(var) & ~bad
+            if limit is not None and np.any(good):
+                median = float(np.median(img[good]))
+                with np.errstate(invalid="ignore"):
+                    bad |= good & (np.abs(img - median) > limit * np.sqrt(var))
+            n_bad = int(np.count_nonzero(bad))
+            if n_bad:
+                var[bad] = np.inf
+                img[bad] = 0.0
+                counts[e] = n_bad
+                msg = (
+                    f"{self.names[e]}: {n_bad} non-physical pixel value(s) (non-finite, above "
+                    "SATURATE or beyond the SceneConfig.pixel_limit_sigma limit) masked"
+                )
+                warnings.warn(msg, FlaggedDataWarning, stacklevel=5)
+                log.warning("%s", msg)
+                self.flags.append(f"nonphysical:{self.names[e]}:{n_bad}")
+        return counts
 
     def _set_grid(self) -> None:
         """Grid on the sky (``config.grid_n``, ``config.grid_spacing``), in every exposure."""
@@ -1048,6 +1104,14 @@ def _make_result(problem: _Problem, sol: dict, src, offset, flags, extra) -> Sce
     chi2_exp = problem.chi2_per_exposure(stamps["model"])
     n_params = n_f + n_src - problem.fixed_factor.n_dropped + extra.get("n_position", 0)
     dof = int(problem.npix.sum() - n_params)
+    chi2 = float(chi2_exp.sum())
+    if dof > 0 and not chi2 / dof <= cfg.max_reduced_chi2:  # NaN counts as absurd
+        msg = (
+            f"{problem.names[problem.target.detections[0]]}: chi2/dof = {chi2 / dof:.3g} "
+            f"exceeds SceneConfig.max_reduced_chi2 = {cfg.max_reduced_chi2:g}; fit flagged"
+        )
+        log.warning("%s", msg)
+        flags = [*flags, "chi2_absurd"]
     n_det = len(problem.target.detections)
     detection_offsets = np.broadcast_to(np.asarray(offset, float).reshape(-1, 2), (n_det, 2))
     flux = flux_all[:n_det]
@@ -1067,7 +1131,7 @@ def _make_result(problem: _Problem, sol: dict, src, offset, flags, extra) -> Sce
         sky_err=sky_err,
         covariance=cov,
         param_names=tuple(names),
-        chi2=float(chi2_exp.sum()),
+        chi2=chi2,
         dof=dof,
         chi2_exposure=chi2_exp,
         npix_exposure=problem.npix.copy(),
