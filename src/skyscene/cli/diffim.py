@@ -21,13 +21,15 @@ def _subtract(args) -> int:
         subimage_border=args.subimage_border,
         background_box=args.background_box,
     )
-    path, result = subtract_files(args.science, args.reference, args.out, config=config)
+    outputs = subtract_files(args.science, args.reference, args.out, config=config, plot=args.plot)
+    path, result = outputs.path, outputs.result
     n_good = int((result.mask == 0).sum())
     n_cand = len(result.detect(args.threshold))
     print(
         f"{path}: flux ratio {result.flux_ratio:.5f} (converged={result.converged}), "
         f"shift ({result.shift[0]:.3f}, {result.shift[1]:.3f}) px, {n_good} good pixels, "
         f"{n_cand} S_corr peaks beyond ±{args.threshold:g}"
+        + (f"; figure {outputs.plot_path}" if outputs.plot_path else "")
     )
     return 0
 
@@ -43,10 +45,7 @@ def _simulate_pair(args) -> int:
         transient_snr=args.snr,
         psf_gradient=args.psf_gradient,
     )
-    paths = out["paths"]
-    print(
-        f"science {paths['science']}\nreference {paths['reference']}\ntruth {paths['transients']}"
-    )
+    print(f"science {out.science}\nreference {out.reference}\ntruth {out.transients}")
     return 0
 
 
@@ -85,6 +84,12 @@ def register(commands, simulate) -> None:
         "--background-box", type=int, default=64, help="background mesh size (default %(default)s)"
     )
     p.add_argument("--threshold", type=float, default=5.0, help="S_corr threshold for the summary")
+    p.add_argument(
+        "--plot",
+        metavar="PNG",
+        default=None,
+        help="also write the five-panel figure (science, reference, D, S_corr, flux) as PNG",
+    )
     p.set_defaults(func=_subtract)
 
     s = simulate.add_parser(

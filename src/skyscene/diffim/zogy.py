@@ -23,7 +23,13 @@ from scipy import ndimage
 from skyscene.diffim._core import Spectra, zogy_products
 from skyscene.diffim.fluxratio import FluxRatioFit, fit_flux_ratio
 from skyscene.diffim.partition import partition
-from skyscene.errors import AlignmentError, DataError, FlaggedDataWarning, ParameterError
+from skyscene.errors import (
+    AlignmentError,
+    DataError,
+    FlaggedDataWarning,
+    HeaderError,
+    ParameterError,
+)
 from skyscene.io import Exposure
 
 __all__ = ["MaskBits", "Zogy", "ZogyConfig", "ZogyResult", "zogy"]
@@ -430,6 +436,36 @@ def _saturation_level(exposure: Exposure, override: float | None) -> float | Non
     return None
 
 
+def _check_wcs(wcs, label: str) -> None:
+    """A :class:`HeaderError` naming the image and the keyword of a non-finite WCS value."""
+    core = wcs.wcs
+    arrays = [("CRPIX", core.crpix), ("CRVAL", core.crval), ("CDELT", core.cdelt)]
+    arrays.append(("CD", core.cd) if core.has_cd() else ("PC", core.pc))
+    for key, values in arrays:
+        values = np.atleast_1d(np.asarray(values, dtype=float))
+        bad = np.argwhere(~np.isfinite(values))
+        if len(bad):
+            index = bad[0] + 1
+            card = f"{key}{index[0]}" if values.ndim == 1 else f"{key}{index[0]}_{index[1]}"
+            raise HeaderError(
+                f"{label}: WCS keyword {card} is not finite ({float(values[tuple(bad[0])])!r})",
+                filename=label,
+                key=card,
+            )
+
+
+def _check_not_constant(data: np.ndarray, bad: np.ndarray, label: str) -> None:
+    """A :class:`DataError` when every usable pixel holds the same value (no image)."""
+    good = ~bad
+    low = float(np.min(data, where=good, initial=np.inf))
+    high = float(np.max(data, where=good, initial=-np.inf))
+    if low == high:
+        raise DataError(
+            f"{label}: every usable pixel has the same value ({low:g}); "
+            "a constant image has no noise, stars or sky to subtract"
+        )
+
+
 @dataclass(eq=False)
 class _Aligned:
     ref_data: np.ndarray
@@ -482,10 +518,19 @@ def _align(science: Exposure, reference: Exposure, ref_sat: np.ndarray) -> _Alig
     """Put the reference on the science pixel grid (translation by Fourier shift when possible)."""
     shape = science.shape
     if science.wcs is not None and reference.wcs is not None:
+        _check_wcs(science.wcs, f"science image {_label(science, 'science')}")
+        _check_wcs(reference.wcs, f"reference image {_label(reference, 'reference')}")
         ny, nx = shape
         gx, gy = np.meshgrid(np.linspace(0, nx - 1, 5), np.linspace(0, ny - 1, 5))
-        world = science.wcs.pixel_to_world(gx.ravel(), gy.ravel())
-        rx, ry = reference.wcs.world_to_pixel(world)
+        try:
+            world = science.wcs.pixel_to_world(gx.ravel(), gy.ravel())
+            rx, ry = reference.wcs.world_to_pixel(world)
+        except (ValueError, ArithmeticError) as exc:  # astropy's WcsError is a ValueError
+            raise AlignmentError(
+                f"science ({_label(science, 'science')}) and reference "
+                f"({_label(reference, 'reference')}): cannot map pixels through their WCSs: "
+                f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            ) from exc
         offsets = np.column_stack([rx - gx.ravel(), ry - gy.ravel()])
         if not np.all(np.isfinite(offsets)):
             raise AlignmentError(
@@ -530,8 +575,9 @@ def _align(science: Exposure, reference: Exposure, ref_sat: np.ndarray) -> _Alig
         )
     except AlignmentError as exc:
         raise DataError(
-            f"science shape {shape} and reference shape {reference.shape} differ and there is no WCS "
-            f"pair to align them; star matching failed: {exc}"
+            f"science shape {shape} and reference shape {reference.shape} differ "
+            f"(science {_label(science, 'science')}, reference {_label(reference, 'reference')}) "
+            f"and there is no WCS pair to align them; star matching failed: {exc}"
         ) from exc
     # result maps reference pixels to science pixels. A transform that moves every
     # science pixel by the same amount, to within its own uncertainty (the rotation and
@@ -746,6 +792,8 @@ class Zogy:
             raise DataError(f"science image {sci_name}: every pixel is masked or non-finite")
         if reference.mask.all():
             raise DataError(f"reference image {ref_name}: every pixel is masked or non-finite")
+        _check_not_constant(science.data, science.mask, f"science image {sci_name}")
+        _check_not_constant(reference.data, reference.mask, f"reference image {ref_name}")
         sat_n_level = _saturation_level(science, cfg.saturation_science)
         sat_r_level = _saturation_level(reference, cfg.saturation_reference)
         sat_n = (

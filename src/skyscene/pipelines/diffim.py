@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
     from skyscene.diffim import ZogyResult
 
-__all__ = ["demo_stage", "simulate_pair_files", "subtract_files", "write_zogy_product"]
+__all__ = [
+    "SimulatedPairFiles",
+    "SubtractionOutputs",
+    "demo_stage",
+    "simulate_pair_files",
+    "subtract_files",
+    "write_subtraction_plot",
+    "write_zogy_product",
+]
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +77,60 @@ def write_zogy_product(path, result, *, wcs=None, extra: dict | None = None) -> 
     return path
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
+class SubtractionOutputs:
+    """What :func:`subtract_files` read, computed and wrote.
+
+    Attributes
+    ----------
+    path : Path
+        The ZOGY product FITS.
+    result : ZogyResult
+        The subtraction.
+    science_path, reference_path : Path
+        The inputs.
+    plot_path : Path or None
+        The five-panel PNG, when one was asked for.
+    """
+
+    path: Path
+    result: ZogyResult
+    science_path: Path
+    reference_path: Path
+    plot_path: Path | None = None
+
+
+def write_subtraction_plot(path, science, reference, result, *, title: str | None = None) -> Path:
+    """Write the five-panel figure (:func:`~skyscene.plotting.diffim.plot_subtraction`)
+    as PNG, atomically."""
+    from skyscene.io import atomic_path
+    from skyscene.plotting.diffim import plot_subtraction
+
+    path = Path(path)
+    fig = plot_subtraction(science, reference, result, title=title)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    return path
+
+
 def subtract_files(
-    science_path, reference_path, out_path, *, config=None
-) -> tuple[Path, ZogyResult]:
+    science_path, reference_path, out_path, *, config=None, plot=None
+) -> SubtractionOutputs:
     """Read two exposure files, run :class:`~skyscene.diffim.Zogy`, write the product.
+
+    Parameters
+    ----------
+    science_path, reference_path : path
+        Exposure FITS files.
+    out_path : path
+        The product (written atomically, :func:`write_zogy_product`).
+    config : ZogyConfig, optional
+    plot : path, optional
+        Also write the five-panel figure (science, reference, D, S_corr, flux) there.
 
     Returns
     -------
-    (Path, ZogyResult)
+    SubtractionOutputs
     """
     from skyscene.diffim import Zogy
     from skyscene.io import read_exposure
@@ -84,6 +139,15 @@ def subtract_files(
     reference = read_exposure(reference_path, require_time=False)
     result = Zogy(config)(science, reference)
     path = write_zogy_product(out_path, result, wcs=science.wcs)
+    plot_path = None
+    if plot is not None:
+        plot_path = write_subtraction_plot(
+            plot,
+            science,
+            reference,
+            result,
+            title=f"ZOGY: {Path(science_path).name} - {Path(reference_path).name}",
+        )
     log.info(
         "ZOGY %s - %s -> %s (flux ratio %.4f, shift %.3f %.3f)",
         science_path,
@@ -92,14 +156,41 @@ def subtract_files(
         result.flux_ratio,
         *result.shift,
     )
-    return path, result
+    return SubtractionOutputs(
+        path=path,
+        result=result,
+        science_path=Path(science_path),
+        reference_path=Path(reference_path),
+        plot_path=plot_path,
+    )
 
 
-def simulate_pair_files(out_dir, *, seed: int = 0, **kwargs) -> dict:
+@dataclass(frozen=True, kw_only=True, eq=False)
+class SimulatedPairFiles:
+    """The files :func:`simulate_pair_files` wrote, and the pair itself.
+
+    Attributes
+    ----------
+    science, reference : Path
+        Exposure FITS files (with ``SATURATE``; a ``PSF`` HDU unless the PSF varies).
+    transients : Path
+        The truth table (CSV).
+    pair : skyscene.datasets.pairs.SimulatedPair
+    """
+
+    science: Path
+    reference: Path
+    transients: Path
+    pair: Any
+
+
+def simulate_pair_files(out_dir, *, seed: int = 0, **kwargs) -> SimulatedPairFiles:
     """Simulate a pair and write ``science.fits``, ``reference.fits``, ``transients.csv``.
 
-    Returns a dict of the paths and the :class:`~skyscene.datasets.pairs.SimulatedPair`.
+    ``kwargs`` go to :func:`~skyscene.datasets.pairs.simulate_pair`.
     """
+    from astropy.io import fits
+
     from skyscene.datasets.pairs import simulate_pair
     from skyscene.io import write_exposure, write_table
 
@@ -108,8 +199,6 @@ def simulate_pair_files(out_dir, *, seed: int = 0, **kwargs) -> dict:
     pair = simulate_pair(rng=seed, **kwargs)
     paths = {}
     for name, exposure in (("science", pair.science), ("reference", pair.reference)):
-        from astropy.io import fits
-
         header = fits.Header()
         header["SATURATE"] = exposure.meta["saturate"]
         psf = exposure.psf
@@ -119,9 +208,14 @@ def simulate_pair_files(out_dir, *, seed: int = 0, **kwargs) -> dict:
             psf = None  # a varying PSF is not written: it is estimated from stars
         exposure = exposure.replace(meta={**exposure.meta, "header": header}, psf=psf)
         paths[name] = write_exposure(out_dir / f"{name}.fits", exposure)
-    paths["transients"] = out_dir / "transients.csv"
-    write_table(pair.transients, paths["transients"])
-    return {"paths": paths, "pair": pair}
+    transients = out_dir / "transients.csv"
+    write_table(pair.transients, transients)
+    return SimulatedPairFiles(
+        science=Path(paths["science"]),
+        reference=Path(paths["reference"]),
+        transients=transients,
+        pair=pair,
+    )
 
 
 def demo_stage(out_dir, *, progress: bool = True) -> str:
