@@ -1,9 +1,12 @@
 """Containers and file formats: :class:`Exposure`, FITS, headers, tables."""
 
 from skyscene.io._atomic import atomic_path, atomic_write_text, remove_stale_temporaries
+from skyscene.io.ccddata import exposure_from_ccddata, exposure_to_ccddata
 from skyscene.io.exposure import Exposure
 from skyscene.io.fits import (
     NONPHYSICAL_SCALE,
+    bunit,
+    exposure_header,
     is_fits,
     nonphysical_mask,
     open_fits,
@@ -30,7 +33,11 @@ __all__ = [
     "ObservationInfo",
     "atomic_path",
     "atomic_write_text",
+    "bunit",
     "detect_profile",
+    "exposure_from_ccddata",
+    "exposure_header",
+    "exposure_to_ccddata",
     "get_profile",
     "is_fits",
     "nonphysical_mask",

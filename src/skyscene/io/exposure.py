@@ -47,6 +47,10 @@ class Exposure:
         spatially varying PSF is evaluated at the right place).
     meta : dict
         Header and provenance (``filename`` among others).
+    unit : str
+        Unit of ``data`` as an astropy unit string (FITS ``BUNIT``); ``"adu"`` by
+        default (and for files written without ``BUNIT``). ``variance`` is in ``unit``
+        squared.
 
     Notes
     -----
@@ -78,8 +82,18 @@ class Exposure:
     read_noise: float | None = None
     origin: tuple[int, int] = (0, 0)
     meta: dict = field(default_factory=dict)
+    unit: str = "adu"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.unit, str):
+            unit = getattr(self.unit, "to_string", None)
+            if unit is None:
+                raise ParameterError(
+                    f"Exposure unit must be a unit string, got {self.unit!r}{self._where()}",
+                    name="Exposure.unit",
+                    value=self.unit,
+                )
+            object.__setattr__(self, "unit", unit())
         data = np.asarray(self.data, dtype=float)
         if data.ndim != 2:
             raise DataError(f"Exposure data must be 2-D, got shape {data.shape}{self._where()}")
@@ -133,6 +147,32 @@ class Exposure:
     def sigma(self) -> np.ndarray:
         """Per-pixel noise (``inf`` where masked)."""
         return np.sqrt(self.variance)
+
+    def to_ccddata(self):
+        """This exposure as an ``astropy.nddata.CCDData``.
+
+        ``uncertainty`` is an ``InverseVariance`` (0 where masked), ``mask`` the bad
+        pixels, ``unit`` from :attr:`unit`, ``wcs`` the WCS and ``meta`` the FITS header
+        skyscene writes (band, times, exposure time, gain, read noise, zeropoint, cutout
+        origin, and the cards of ``meta['header']``). ``ccd.write(path)`` gives a file
+        :func:`~skyscene.io.read_exposure` reads back.
+        """
+        from skyscene.io.ccddata import exposure_to_ccddata
+
+        return exposure_to_ccddata(self)
+
+    @classmethod
+    def from_ccddata(cls, ccd, *, profile=None) -> Exposure:
+        """An exposure from an ``astropy.nddata.CCDData`` (the inverse of :meth:`to_ccddata`).
+
+        Any uncertainty type (standard deviation, variance, inverse variance) becomes
+        ``variance``; without one, unit weights. ``ccd.meta`` is read as a FITS header
+        (``profile`` as in :func:`~skyscene.io.read_exposure`; frames without a time
+        get ``time=None``).
+        """
+        from skyscene.io.ccddata import exposure_from_ccddata
+
+        return exposure_from_ccddata(ccd, profile=profile)
 
     def replace(self, **changes: Any) -> Exposure:
         """A copy with some fields replaced (the dataclass is immutable)."""

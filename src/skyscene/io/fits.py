@@ -34,6 +34,8 @@ from skyscene.io.headers import InstrumentProfile, parse_header
 
 __all__ = [
     "NONPHYSICAL_SCALE",
+    "bunit",
+    "exposure_header",
     "is_fits",
     "nonphysical_mask",
     "open_fits",
@@ -344,8 +346,10 @@ def read_exposure(
         noise = _noise_hdu(by_name, name)
         weight = None if noise is None else _to_weight(noise[2], noise[1])
         mask = None
-        if "MSK" in by_name:
-            mask = np.asarray(_hdu_data(by_name["MSK"], name, "MSK")) != 0
+        for label in ("MSK", "MASK"):  # MASK: as CCDData writes it
+            if label in by_name:
+                mask = np.asarray(_hdu_data(by_name[label], name, label)) != 0
+                break
         psf = None
         if "PSF" in by_name:
             from skyscene.psf import PixelizedPSF
@@ -417,6 +421,7 @@ def read_exposure(
         read_noise=info.read_noise if info else None,
         origin=_origin(header, name),
         meta=meta,
+        unit=bunit(header, name),
     )
 
 
@@ -520,47 +525,53 @@ def _variance_from_header(data, bad, info) -> np.ndarray:
     return np.full(data.shape, level)
 
 
-def write_exposure(path: str | Path, exposure: Exposure, *, overwrite: bool = True) -> Path:
-    """Write ``exposure`` as SCI/WGT/MSK(/PSF) HDUs, atomically.
+_NOT_COPIED = (
+    "SIMPLE",
+    "BITPIX",
+    "NAXIS",
+    "NAXIS1",
+    "NAXIS2",
+    "EXTEND",
+    "XTENSION",
+    "PCOUNT",
+    "GCOUNT",
+    "EXTNAME",
+    "BZERO",
+    "BSCALE",
+)
 
-    The header keeps ``exposure.meta['header']`` (if any) and gets the WCS,
-    ``MJD-OBS`` (start), ``EXPTIME``, ``FILTER``, ``MAGZERO``, ``GAIN``, ``RDNOISE``.
+
+def exposure_header(exposure: Exposure):
+    """The FITS header skyscene writes for ``exposure`` (``astropy.io.fits.Header``).
+
+    The cards of ``exposure.meta['header']`` (if any, structural keywords dropped),
+    then the WCS, ``BUNIT``, ``LTV1``/``LTV2`` for a cutout, ``MJD-OBS``/``DATE-OBS``
+    (start, UTC) with ``TIMESYS = 'UTC'``, ``EXPTIME``, ``FILTER``, ``MAGZERO``,
+    ``GAIN``, ``RDNOISE``.
+
     """
+    from astropy import units as u
     from astropy.io import fits
 
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise InputFileError(f"{path}: exists and overwrite=False")
     header = fits.Header()
     old = exposure.meta.get("header")
     if old is not None:
-        for card in old.cards:
-            if card.keyword not in (
-                "SIMPLE",
-                "BITPIX",
-                "NAXIS",
-                "NAXIS1",
-                "NAXIS2",
-                "EXTEND",
-                "XTENSION",
-                "PCOUNT",
-                "GCOUNT",
-                "EXTNAME",
-            ):
+        for card in fits.Header(old).cards:
+            if card.keyword not in _NOT_COPIED:
                 header.append(card)
     if exposure.wcs is not None:
         header.update(exposure.wcs.to_header(relax=True))
+    header["BUNIT"] = (exposure.unit or "1", "unit of the pixel values")
     for key in ("LTV1", "LTV2"):
         header.remove(key, ignore_missing=True, remove_all=True)
     if exposure.origin != (0, 0):
         header["LTV1"] = (-exposure.origin[0], "cutout: parent column = column - LTV1")
         header["LTV2"] = (-exposure.origin[1], "cutout: parent row = row - LTV2")
     if exposure.time is not None:
-        from astropy import units as u
-
         start = exposure.time - 0.5 * (exposure.exptime or 0.0) * u.s
         header["MJD-OBS"] = (float(start.utc.mjd), "start of exposure (UTC)")
         header["DATE-OBS"] = (start.utc.isot, "start of exposure (UTC)")
+        header["TIMESYS"] = ("UTC", "time scale of MJD-OBS and DATE-OBS")
     for key, value, comment in (
         ("EXPTIME", exposure.exptime, "exposure time (s)"),
         ("FILTER", exposure.band, "filter"),
@@ -570,11 +581,32 @@ def write_exposure(path: str | Path, exposure: Exposure, *, overwrite: bool = Tr
     ):
         if value is not None:
             header[key] = (value, comment)
+    return header
+
+
+def write_exposure(path: str | Path, exposure: Exposure, *, overwrite: bool = True) -> Path:
+    """Write ``exposure`` as SCI/WGT/MSK(/PSF) HDUs, atomically.
+
+    The ``SCI`` header is :func:`exposure_header`. ``WGT`` holds the inverse variance
+    (0 = no data) and says so with ``UTYPE = 'InverseVariance'``, the key
+    ``astropy.nddata.CCDData`` reads: ``CCDData.read(path, hdu_uncertainty="WGT",
+    hdu_mask="MSK")`` gets the data with its unit, uncertainty and mask.
+    """
+    from astropy.io import fits
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise InputFileError(f"{path}: exists and overwrite=False")
+    header = exposure_header(exposure)
+    wgt = fits.ImageHDU(exposure.weight.astype(np.float32), name="WGT")
+    wgt.header["UTYPE"] = ("InverseVariance", "WGT = 1/variance, 0 = no data")
+    msk = fits.ImageHDU(exposure.mask.astype(np.uint8), name="MSK")
+    msk.header["COMMENT"] = "MSK: 0 = good, 1 = bad (masked)"
     hdus = [
         fits.PrimaryHDU(),
         fits.ImageHDU(exposure.data.astype(np.float32), header=header, name="SCI"),
-        fits.ImageHDU(exposure.weight.astype(np.float32), name="WGT"),
-        fits.ImageHDU(exposure.mask.astype(np.uint8), name="MSK"),
+        wgt,
+        msk,
     ]
     psf = exposure.psf
     if psf is not None and hasattr(psf, "image") and hasattr(psf, "oversampling"):
@@ -584,3 +616,27 @@ def write_exposure(path: str | Path, exposure: Exposure, *, overwrite: bool = Tr
     with atomic_path(path) as tmp:
         fits.HDUList(hdus).writeto(tmp, overwrite=True)
     return path
+
+
+_ADU_ALIASES = ("adu", "dn", "count", "counts")
+
+
+def bunit(header, filename: str = "<header>") -> str:
+    """The unit of ``BUNIT`` as an astropy unit string; ``"adu"`` when absent.
+
+    ``ADU``, ``DN`` and ``counts`` are read as ``adu``. A value astropy does not know
+    is kept as it is (skyscene does not compute with the unit) and logged.
+    """
+    from astropy import units as u
+
+    value = header.get("BUNIT")
+    if value is None or str(value).strip() == "":
+        return "adu"
+    text = str(value).strip()
+    if text.lower() in _ADU_ALIASES:
+        return "adu"
+    try:
+        return u.Unit(text).to_string() or "1"
+    except ValueError:
+        log.info("%s: BUNIT = %r is not an astropy unit; kept as it is", filename, text)
+        return text

@@ -34,6 +34,7 @@ __all__ = [
     "load_profile",
     "parse_header",
     "register_profile",
+    "time_scale",
 ]
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,8 @@ class InstrumentProfile:
     time_reference : {"start", "mid"}
         Whether the header time is the start or the middle of the exposure.
     time_scale : str
-        Time scale of the header times (``"utc"`` for nearly every instrument).
+        Time scale of the header times (``"utc"`` for nearly every instrument); a
+        ``TIMESYS`` keyword in the header takes precedence.
     filter_first_word : bool
         Keep only the first word of the filter value (DECam: ``"r DECam SDSS c0002 ..."``).
     filter_aliases : dict
@@ -289,13 +291,34 @@ def _angle(header, keys: Keys, unit: str, filename: str) -> float | None:
         ) from None
 
 
+_TIMESYS = {"UTC": "utc", "GMT": "utc", "TAI": "tai", "TT": "tt", "TDT": "tt", "ET": "tt"}
+_TIMESYS.update({k: k.lower() for k in ("TDB", "TCB", "TCG", "UT1")})
+
+
+def time_scale(header, profile: InstrumentProfile, filename: str) -> str:
+    """Time scale of the header times: ``TIMESYS`` when present, else the profile's."""
+    value = header.get("TIMESYS")
+    if value is None or str(value).strip() == "":
+        return profile.time_scale
+    scale = _TIMESYS.get(str(value).strip().upper())
+    if scale is None:
+        raise HeaderError(
+            f"{filename}: keyword TIMESYS={value!r} is not a known time scale "
+            f"({', '.join(sorted(_TIMESYS))})",
+            filename=filename,
+            key="TIMESYS",
+        )
+    return scale
+
+
 def _start_time(header, profile: InstrumentProfile, filename: str):
     from astropy.time import Time
 
+    scale = time_scale(header, profile, filename)
     key, value = first_keyword(header, profile.mjd_keys)
     if key is not None:
         mjd = float_keyword(header, (key,), filename, required=True, what="MJD")
-        return Time(mjd, format="mjd", scale=profile.time_scale), key
+        return Time(mjd, format="mjd", scale=scale), key
     key, value = first_keyword(header, profile.date_keys)
     if key is None:
         raise HeaderError(
@@ -309,7 +332,7 @@ def _start_time(header, profile: InstrumentProfile, filename: str):
         if tkey is not None:
             text = f"{text}T{str(tvalue).strip()}"
     try:
-        return Time(text, format="isot" if "T" in text else "iso", scale=profile.time_scale), key
+        return Time(text, format="isot" if "T" in text else "iso", scale=scale), key
     except ValueError:
         raise HeaderError(
             f"{filename}: keyword {key}={value!r} is not an ISO date/time",
