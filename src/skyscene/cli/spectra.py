@@ -12,14 +12,14 @@ log = logging.getLogger(__name__)
 
 def _grid(args) -> int:
     from skyscene.errors import ParameterError
-    from skyscene.spectra import SpectralGrid
+    from skyscene.io.spectral_grid import spectral_grid_from_directory, write_spectral_grid
 
     wl_range = None
     if (args.wl_min is None) != (args.wl_max is None):
         raise ParameterError("--wl-min and --wl-max must be given together")
     if args.wl_min is not None:
         wl_range = (args.wl_min, args.wl_max)
-    grid = SpectralGrid.from_directory(
+    grid = spectral_grid_from_directory(
         args.raw_dir,
         reader=args.reader,
         wavelength_range=wl_range,
@@ -27,7 +27,7 @@ def _grid(args) -> int:
         dv=args.dv,
         progress=args.progress,
     )
-    path = grid.write(args.grid)
+    path = write_spectral_grid(grid, args.grid)
     print(f"wrote {grid!r} to {path}")
     return 0
 
@@ -101,7 +101,7 @@ def _simulate(args) -> int:
         grid_kwargs={"n_wavelength": args.n_wavelength},
         seed=args.seed,
     )
-    for name, path in out["paths"].items():
+    for name, path in out.paths.items():
         print(f"{name}: {path}")
     return 0
 

@@ -30,9 +30,11 @@ if TYPE_CHECKING:
         ModelComparison,
         SingleComponentModel,
         SpectralFitConfig,
+        SpectralGrid,
     )
 
 __all__ = [
+    "SimulatedSpectraFiles",
     "SpectrumFitOutputs",
     "demo_stage",
     "fit_spectrum_file",
@@ -258,6 +260,38 @@ def _title(model) -> str:
     return text
 
 
+@dataclass(frozen=True, kw_only=True)
+class SimulatedSpectraFiles:
+    """What :func:`simulate_spectra_files` wrote, and the grid and truth it used.
+
+    Attributes
+    ----------
+    grid_path, mixture_path, single_path, truth_path : Path
+        ``grid.h5``, ``spectrum_mixture.csv``, ``spectrum_single.csv``, ``truth.json``.
+    truth : dict
+        The content of ``truth.json`` (per spectrum: θ₁, θ₂, c, v sin i, RV, q, …; seed).
+    grid : SpectralGrid
+        The toy grid written to ``grid_path``.
+    """
+
+    grid_path: Path
+    mixture_path: Path
+    single_path: Path
+    truth_path: Path
+    truth: dict
+    grid: SpectralGrid
+
+    @property
+    def paths(self) -> dict[str, Path]:
+        """The written files by name (grid, spectrum_mixture, spectrum_single, truth)."""
+        return {
+            "grid": self.grid_path,
+            "spectrum_mixture": self.mixture_path,
+            "spectrum_single": self.single_path,
+            "truth": self.truth_path,
+        }
+
+
 def simulate_spectra_files(
     out_dir: str | os.PathLike,
     *,
@@ -275,10 +309,10 @@ def simulate_spectra_files(
     n_orders: int = 1,
     wavelength_range: tuple[float, float] | None = None,
     seed: int = 0,
-) -> dict:
+) -> SimulatedSpectraFiles:
     """Write a toy grid (``grid.h5``), a two- and a one-component spectrum CSV and ``truth.json``.
 
-    Returns the dictionary of written paths and the truth.
+    Returns the written paths, the truth and the grid (:class:`SimulatedSpectraFiles`).
     """
     from skyscene.datasets.spectra import simulate_spectral_grid, simulate_spectrum
     from skyscene.io.spectral_grid import write_spectral_grid
@@ -312,15 +346,22 @@ def simulate_spectra_files(
         theta1=(teff1, logg, feh), theta2=(teff2, logg, feh), c=c, rng=rng, **common
     )
     one = simulate_spectrum(theta1=(teff1, logg, feh), rng=rng, **common)
-    paths = {"grid": grid_path}
+    paths = {}
     for name, sim in (("spectrum_mixture", mix), ("spectrum_single", one)):
         path = out_dir / f"{name}.csv"
         with atomic_path(path) as tmp:
             sim.to_table().write(tmp, format="ascii.csv", overwrite=True)
         paths[name] = path
     truth = {"spectrum_mixture": mix.truth, "spectrum_single": one.truth, "seed": seed}
-    paths["truth"] = atomic_write_text(out_dir / "truth.json", json.dumps(truth, indent=2) + "\n")
-    return {"paths": paths, "truth": truth, "grid": grid}
+    truth_path = atomic_write_text(out_dir / "truth.json", json.dumps(truth, indent=2) + "\n")
+    return SimulatedSpectraFiles(
+        grid_path=grid_path,
+        mixture_path=paths["spectrum_mixture"],
+        single_path=paths["spectrum_single"],
+        truth_path=truth_path,
+        truth=truth,
+        grid=grid,
+    )
 
 
 def demo_stage(out_dir, *, progress: bool = True) -> str:
@@ -329,10 +370,10 @@ def demo_stage(out_dir, *, progress: bool = True) -> str:
 
     out_dir = Path(out_dir) / "spectra"
     sim = simulate_spectra_files(out_dir, seed=2024)
-    truth = sim["truth"]["spectrum_mixture"]
+    truth = sim.truth["spectrum_mixture"]
     res = fit_spectrum_file(
-        sim["paths"]["spectrum_mixture"],
-        sim["grid"],
+        sim.mixture_path,
+        sim.grid,
         out_dir,
         mixture=True,
         config=SpectralFitConfig(
