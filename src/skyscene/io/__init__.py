@@ -23,11 +23,12 @@ from skyscene.io.headers import (
     parse_header,
     register_profile,
 )
-from skyscene.io.tables import write_table
+from skyscene.io.tables import TABLE_FORMATS, jsonable_meta, write_table
 
 __all__ = [
     "NONPHYSICAL_SCALE",
     "PROFILES",
+    "TABLE_FORMATS",
     "Exposure",
     "InstrumentProfile",
     "ObservationInfo",
@@ -40,6 +41,7 @@ __all__ = [
     "exposure_to_ccddata",
     "get_profile",
     "is_fits",
+    "jsonable_meta",
     "nonphysical_mask",
     "open_fits",
     "parse_header",
