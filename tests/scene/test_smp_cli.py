@@ -108,8 +108,13 @@ def test_smp_batch_resumes_and_lists_failures(stamp_dir, tmp_path):
     table = pq.read_table(out).to_pydict()
     assert table["status"] == ["ok", "failed"]
     assert out.with_suffix(".csv").exists()
-    again = run_smp_batch(csv, stamps_dir=stamp_dir, out=out, config=cfg, scheduler="synchronous")
+    again = run_smp_batch(
+        csv, stamps_dir=stamp_dir, out=out, config=cfg, scheduler="synchronous", retry_failed=False
+    )
     assert again["n_skipped"] == 2
+    # by default the failed detection is retried (and fails again): one reused
+    retried = run_smp_batch(csv, stamps_dir=stamp_dir, out=out, config=cfg, scheduler="synchronous")
+    assert (retried["n_skipped"], retried["n_failed"]) == (1, 1)
 
 
 def test_mugshot_panels(stamp_dir):

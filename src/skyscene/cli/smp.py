@@ -81,6 +81,7 @@ def _smp(args) -> int:
 
 
 def _smp_batch(args) -> int:
+    from skyscene.cli import EXIT_FAILURES
     from skyscene.pipelines.smp import run_smp_batch
 
     summary = run_smp_batch(
@@ -92,17 +93,20 @@ def _smp_batch(args) -> int:
         scheduler=args.scheduler,
         n_workers=args.workers,
         progress=args.progress,
-    )
-    log.info(
-        "smp-batch: %d ok, %d failed, %d skipped (already done) in %.1f s -> %s",
-        summary["n_ok"],
-        summary["n_failed"],
-        summary["n_skipped"],
-        summary["seconds"],
-        summary["out"],
+        retry_failed=args.retry_failed,
+        connect_timeout=args.connect_timeout,
     )
     for det_id, message in summary["failures"].items():
         log.warning("failed %s: %s", det_id, message)
+    line = (
+        f"smp-batch: {summary['n_total']} detections: {summary['n_ok']} ok, "
+        f"{summary['n_failed']} failed, {summary['n_skipped']} reused from an earlier run, "
+        f"in {summary['seconds']:.1f} s -> {summary['out']}"
+    )
+    if summary["n_failed"]:
+        log.warning("%s (exit status %d: finished with failures)", line, EXIT_FAILURES)
+        return EXIT_FAILURES
+    log.info("%s", line)
     return 0
 
 
@@ -165,8 +169,14 @@ def register(commands, simulate) -> None:
         "smp-batch",
         help="scene-modelling photometry of many detections (Dask, resumable)",
         description=(
-            "Run SMP on every row (id, ra, dec, detection[, stamps]) of a CSV. Each detection "
-            "writes OUT.parts/ID.json; a rerun skips finished ones; failures are listed."
+            "Run SMP on every row (id, ra, dec, detection[, stamps]) of a CSV (ids unique). "
+            "Results are cached in OUT.parts/ under the detection, its stamp files, the "
+            "settings and the skyscene version: a rerun with the same settings skips finished "
+            "detections, one with other settings recomputes them. A detection whose data "
+            "cannot be used is recorded as failed (status, error columns) and the batch goes "
+            "on. Exit status: 0 all ok, 3 finished with failures (counts in the last log "
+            "line), 1 error, 130 interrupted. Workers of an existing cluster need the stamps "
+            "and output paths (a shared file system)."
         ),
     )
     b.add_argument("detections", help="CSV with columns id, ra, dec, detection[, stamps]")
@@ -177,7 +187,20 @@ def register(commands, simulate) -> None:
     b.add_argument(
         "--scheduler",
         default="processes",
-        help="synchronous | processes (a LocalCluster, default) | tcp://HOST:PORT",
+        help="synchronous | processes (a LocalCluster, default) | tcp://HOST:PORT | "
+        "a Dask scheduler file (JSON)",
+    )
+    b.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for an existing scheduler (default %(default)s)",
+    )
+    b.add_argument(
+        "--retry-failed",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="recompute detections that failed in an earlier run (default on)",
     )
     b.add_argument(
         "--workers", type=int, default=None, help="LocalCluster workers (default: cores)"

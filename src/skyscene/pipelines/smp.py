@@ -3,9 +3,12 @@
 - :func:`run_smp`: read stamp FITS files, fit (single or binary), write a JSON result
   and optionally a mugshot PNG.
 - :func:`run_smp_batch`: a CSV of detections → one task per detection (Dask, see
-  :mod:`skyscene.pipelines._scheduler`); each task writes ``<parts>/<id>.json``
-  atomically, a rerun skips finished ones, failures are recorded and the batch goes
-  on; the collected table is written as Parquet (and CSV).
+  :mod:`skyscene.pipelines._scheduler`); each result is cached in ``<out>.parts/``
+  under a key of the detection, its stamp files, the effective configuration and the
+  skyscene version, so a rerun with the same settings skips finished detections and a
+  rerun with other settings recomputes them; failures from the data are recorded with
+  the file named, the batch goes on, and failed detections are retried on the next
+  run; the collected table is written as Parquet (and CSV).
 """
 
 from __future__ import annotations
@@ -25,6 +28,26 @@ from skyscene.errors import InputFileError, ParameterError, SkysceneError
 __all__ = ["demo_stage", "read_detections", "run_smp", "run_smp_batch", "smp_record"]
 
 log = logging.getLogger(__name__)
+
+
+def _data_errors() -> tuple[type[BaseException], ...]:
+    from astropy.io.fits.verify import VerifyError
+
+    return (
+        SkysceneError,
+        ValueError,  # numpy's LinAlgError included
+        OSError,
+        KeyError,
+        IndexError,
+        ArithmeticError,
+        RuntimeError,
+        VerifyError,  # astropy's WCS errors derive from ValueError
+    )
+
+
+#: The errors a batch task records as a failure of its input (anything else is a bug
+#: and stops the batch).
+_DATA_ERRORS = _data_errors()
 
 
 def _jsonable(value):
@@ -89,7 +112,15 @@ def smp_record(result, *, binary_result=None) -> dict:
 def _read_stamps(paths: Sequence[str | Path]):
     from skyscene.io import read_exposure
 
-    return [read_exposure(p, require_time=False) for p in paths]
+    exposures = []
+    for p in paths:
+        try:
+            exposures.append(read_exposure(p, require_time=False))
+        except SkysceneError:
+            raise
+        except _DATA_ERRORS as exc:  # astropy's VerifyError, numpy errors...: name the file
+            raise InputFileError(f"{p}: {type(exc).__name__}: {exc}") from exc
+    return exposures
 
 
 def _with_psf_models(exposures, psf_models: Sequence[str | Path]):
@@ -214,19 +245,33 @@ def read_detections(path: str | Path):
     return table
 
 
+def _names_a_file(message: str, paths: Sequence[str]) -> bool:
+    return any(Path(p).name in message for p in paths)
+
+
+def _warning_flags(caught) -> tuple[list[str], list[str]]:
+    """``warning:<Category>`` flags and ``"<Category>: <message>"`` texts, de-duplicated."""
+    flags = list(dict.fromkeys(f"warning:{w.category.__name__}" for w in caught))
+    texts = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+    return flags, texts
+
+
 def _task(item: dict) -> dict:
-    """One batch task: fit, write ``<parts>/<id>.json`` atomically; never raises."""
+    """One batch task: fit one detection; never raises for bad data.
+
+    Returns the record (``status`` ``"ok"``, or ``"failed"`` with ``error`` naming the
+    file); warnings raised during the fit become ``warning:<Category>`` flags and the
+    ``warnings`` texts of the record instead of being ignored.
+    """
     import warnings
 
-    from skyscene.io import atomic_write_text
     from skyscene.scene import SceneConfig
 
-    part = Path(item["part"])
     t0 = time.perf_counter()
     c0 = time.process_time()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # recorded as flags in the result instead
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
             record = run_smp(
                 item["stamps"],
                 ra=item["ra"],
@@ -235,15 +280,20 @@ def _task(item: dict) -> dict:
                 binary=item["binary"],
                 config=SceneConfig(**item["config"]),
             )
-        record["status"] = "ok"
-        record["error"] = ""
-    except (SkysceneError, ValueError, OSError) as exc:
-        record = {"status": "failed", "error": str(exc)}
+            record["status"] = "ok"
+            record["error"] = ""
+        except _DATA_ERRORS as exc:
+            message = str(exc) or type(exc).__name__
+            if not _names_a_file(message, [item["detection"], *item["stamps"]]):
+                message = f"{item['detection']}: {type(exc).__name__}: {message}"
+            record = {"status": "failed", "error": message, "flags": []}
+    flags, texts = _warning_flags(caught)
+    record["flags"] = list(record.get("flags", [])) + [f for f in flags if f not in record["flags"]]
+    record["warnings"] = texts
     record["id"] = item["id"]
     record["seconds"] = time.perf_counter() - t0
     record["cpu_seconds"] = time.process_time() - c0
-    atomic_write_text(part, json.dumps(_jsonable(record)))
-    return {"id": item["id"], "status": record["status"], "error": record["error"]}
+    return _jsonable(record)
 
 
 def _row(record: dict) -> dict:
@@ -262,6 +312,7 @@ def _row(record: dict) -> dict:
         "chi2": record.get("chi2"),
         "dof": record.get("dof"),
         "flags": ";".join(record.get("flags", [])),
+        "warnings": " | ".join(record.get("warnings", [])),
         "seconds": record.get("seconds"),
         "cpu_seconds": record.get("cpu_seconds"),
     }
@@ -279,7 +330,7 @@ def _row(record: dict) -> dict:
     return row
 
 
-_STRING_COLUMNS = ("id", "status", "error", "detection", "flags")
+_STRING_COLUMNS = ("id", "status", "error", "detection", "flags", "warnings")
 
 
 def _rows_to_table(rows: list[dict]):
@@ -301,6 +352,28 @@ def _rows_to_table(rows: list[dict]):
     return Table(columns)
 
 
+def _file_id(path: Path) -> tuple[str, int, int] | tuple[str]:
+    """Path, size and modification time: a replaced stamp file makes a new task key."""
+    try:
+        st = path.stat()
+    except OSError:
+        return (str(path),)
+    return (str(path), st.st_size, st.st_mtime_ns)
+
+
+def _duplicate_ids(path: str | Path, ids: Sequence[str]) -> None:
+    seen: dict[str, int] = {}
+    for det_id in ids:
+        seen[det_id] = seen.get(det_id, 0) + 1
+    dups = [d for d, n in seen.items() if n > 1]
+    if dups:
+        shown = ", ".join(repr(d) for d in dups[:10]) + (" ..." if len(dups) > 10 else "")
+        raise InputFileError(
+            f"{path}: duplicate id(s) {shown} ({len(dups)} in all): every detection needs "
+            "its own id"
+        )
+
+
 def run_smp_batch(
     detections_csv: str | Path,
     *,
@@ -311,33 +384,65 @@ def run_smp_batch(
     scheduler: str = "processes",
     n_workers: int | None = None,
     progress: bool = False,
+    retry_failed: bool = True,
+    connect_timeout: float = 10.0,
 ) -> dict:
     """Scene-modelling photometry of many detections, resumable, through Dask.
 
-    Returns a summary dict (``n_total``, ``n_ok``, ``n_failed``, ``n_skipped``,
-    ``failures`` (id → message), ``out``, ``seconds``).
+    Parameters
+    ----------
+    detections_csv : path
+        ``id, ra, dec, detection[, stamps]`` (:func:`read_detections`); ids must be
+        unique.
+    stamps_dir : path
+        Folder of stamps (default layout ``STAMPS/<id>/*.fits``).
+    out : path
+        Result Parquet file; a CSV twin is written, and ``<out>.parts/`` caches the
+        per-detection results.
+    binary : bool
+        Also fit a binary.
+    config : SceneConfig, optional
+    scheduler, n_workers, connect_timeout
+        See :func:`skyscene.pipelines._scheduler.run_tasks`.
+    progress : bool
+    retry_failed : bool
+        Recompute detections that failed in an earlier run (default).
+
+    Returns
+    -------
+    dict
+        ``n_total``, ``n_ok``, ``n_failed``, ``n_skipped`` (reused from an earlier run
+        with the same settings), ``failures`` (id → message naming the file), ``out``,
+        ``seconds``.
+
+    Notes
+    -----
+    Each result is cached under a key of the detection (id, position, stamp files with
+    their size and modification time), ``binary``, the effective configuration and
+    the skyscene version: a rerun with other settings recomputes every detection and
+    never mixes in old rows. Errors that come from the data (unreadable FITS, bad
+    header cards, target outside the stamp, ...) fail only their detection.
     """
 
     from skyscene.io import write_table
-    from skyscene.pipelines._scheduler import run_tasks
+    from skyscene.pipelines._outdir import check_writable
+    from skyscene.pipelines._scheduler import run_tasks, task_key
     from skyscene.scene import SceneConfig
 
     t0 = time.perf_counter()
     config = config or SceneConfig()
     stamps_dir = Path(stamps_dir)
     out = Path(out)
-    parts = out.parent / f"{out.stem}.parts"
-    parts.mkdir(parents=True, exist_ok=True)
     table = read_detections(detections_csv)
-    items, skipped = [], 0
-    all_parts = []
-    for row in table:
-        det_id = str(row["id"])
-        part = parts / f"{det_id}.json"
-        all_parts.append(part)
-        if part.exists():
-            skipped += 1
-            continue
+    ids = [str(row["id"]) for row in table]
+    _duplicate_ids(detections_csv, ids)
+    if not stamps_dir.is_dir():
+        raise InputFileError(f"{stamps_dir}: stamps folder does not exist")
+    check_writable(out.parent)
+    parts = out.parent / f"{out.stem}.parts"
+    config_dict = config.to_dict()
+    items, keys = [], []
+    for det_id, row in zip(ids, table, strict=True):
         if "stamps" in table.colnames and str(row["stamps"]).strip() not in ("", "--"):
             stamps = [stamps_dir / s for s in str(row["stamps"]).split(";")]
         else:
@@ -346,38 +451,65 @@ def run_smp_batch(
         det_path = (
             stamps_dir / det_id / det if (stamps_dir / det_id / det).exists() else stamps_dir / det
         )
-        items.append(
-            {
-                "id": det_id,
-                "ra": float(row["ra"]),
-                "dec": float(row["dec"]),
-                "detection": str(det_path),
-                "stamps": [str(s) for s in stamps],
-                "binary": binary,
-                "config": config.to_dict(),
-                "part": str(part),
-            }
+        item = {
+            "id": det_id,
+            "ra": float(row["ra"]),
+            "dec": float(row["dec"]),
+            "detection": str(det_path),
+            "stamps": [str(s) for s in stamps],
+            "binary": bool(binary),
+            "config": config_dict,
+        }
+        items.append(item)
+        keys.append(
+            task_key(
+                config_dict,
+                "smp",
+                det_id,
+                item["ra"],
+                item["dec"],
+                item["detection"],
+                bool(binary),
+                [_file_id(Path(p)) for p in stamps],
+            )
         )
-    log.info(
-        "smp-batch: %d detections, %d already done, %d to run", len(table), skipped, len(items)
+    records = run_tasks(
+        _task,
+        items,
+        scheduler=scheduler,
+        progress=progress,
+        desc="smp",
+        n_workers=n_workers,
+        cache_dir=parts,
+        keys=keys,
+        config=config_dict,
+        retry_failed=retry_failed,
+        require_paths=[stamps_dir, out.parent],
+        connect_timeout=connect_timeout,
     )
-    run_tasks(_task, items, scheduler=scheduler, progress=progress, desc="smp", n_workers=n_workers)
+    log.info(
+        "smp-batch: %d detections, %d reused from an earlier run, %d computed",
+        len(items),
+        records.n_reused,
+        len(items) - records.n_reused,
+    )
     rows, failures = [], {}
-    for part in all_parts:
-        record = json.loads(part.read_text())
+    for record in records:
         rows.append(_row(record))
         if record["status"] != "ok":
             failures[str(record["id"])] = record.get("error", "")
-    for det_id, message in failures.items():
-        log.warning("smp-batch: %s failed: %s", det_id, message)
     result = _rows_to_table(rows)
-    result.meta["config"] = repr(config.to_dict())
+    from skyscene import __version__
+
+    result.meta["config"] = json.dumps(config_dict, sort_keys=True)
+    result.meta["binary"] = bool(binary)
+    result.meta["skyscene_version"] = __version__
     write_table(result, out.with_suffix(".csv"))
     return {
-        "n_total": len(all_parts),
+        "n_total": len(records),
         "n_ok": len(rows) - len(failures),
         "n_failed": len(failures),
-        "n_skipped": skipped,
+        "n_skipped": records.n_reused,
         "failures": failures,
         "out": str(out.with_suffix(".parquet")),
         "seconds": time.perf_counter() - t0,
