@@ -29,9 +29,11 @@ def _reduce(args) -> int:
         config=config,
         calibration=args.calibration,
         progress=args.progress,
+        overwrite=args.overwrite,
     )
-    reducer.create_catalogs()
-    result = reducer.photometry(args.photometer, local_background=args.local_background)
+    with reducer:  # the output folder stays ours from the catalogs to the light curves
+        reducer.create_catalogs()
+        result = reducer.photometry(args.photometer, local_background=args.local_background)
     print(f"light curves: {result['lc_dir']}")
     print(f"catalogs:     {Path(args.out_dir) / 'cat'}")
     print(f"plots:        {Path(args.out_dir) / 'diag'}")
@@ -63,7 +65,10 @@ def register(commands, simulate) -> None:
             "Outputs in OUT_DIR: cat/<band>_catalog.csv|png, "
             "lcs/<photometer>_<background>/<band>_source_<n>.csv|parquet (BMJD TDB, flux, flux_err, "
             "bkg, bkg_err, x, y, flags, rel_flux), diag/*.png|pdf, config.json, summary.json.\n"
-            "Frames that cannot be read, parsed or aligned are skipped, logged and listed in summary.json."
+            "Frames that cannot be read, parsed or aligned are skipped, logged and listed in summary.json.\n"
+            "OUT_DIR belongs to one run at a time (lock file .skyscene.lock naming PID and host); a "
+            "folder made with other settings is refused unless --overwrite; RUNNING marks a run that "
+            'has not finished, summary.json (written last) has "complete": true.'
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -118,6 +123,12 @@ def register(commands, simulate) -> None:
         nargs="+",
         metavar="ID",
         help="source ids of the comparison ensemble",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="reuse OUT_DIR even if it was made with other settings (its contents are removed); "
+        "without it such a folder is refused",
     )
     p.add_argument(
         "--scheduler",

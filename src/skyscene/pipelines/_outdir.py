@@ -489,7 +489,11 @@ class OutputFolder:
 
         running = self.path / RUNNING_NAME
         previous = _read_owner(running) if running.exists() else None
-        if previous is not None:
+        mine = previous is not None and (previous.pid, previous.host) == (
+            os.getpid(),
+            socket.gethostname(),
+        )
+        if previous is not None and not mine:  # a step of this process may have begun it
             log.warning(
                 "%s: the previous run (%s) did not finish; finished parts are reused, "
                 "the rest is redone",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from skyscene._validation import check_choice, check_int, check_positive
 from skyscene.errors import (
     AlignmentError,
     DataError,
@@ -35,6 +37,7 @@ from skyscene.errors import (
     SkysceneError,
 )
 from skyscene.io import atomic_write_text, is_fits, parse_header, read_exposure, write_table
+from skyscene.pipelines._outdir import OutputFolder
 from skyscene.pipelines._scheduler import run_tasks, task_key
 
 __all__ = ["FrameRecord", "ReduceConfig", "Reducer", "demo_stage"]
@@ -100,14 +103,25 @@ class ReduceConfig:
     flux_correction: bool = True
 
     def __post_init__(self) -> None:
-        if self.psf_mode not in ("camera", "frame"):
-            raise ParameterError(f"psf_mode must be 'camera' or 'frame', got {self.psf_mode!r}")
-        if self.threshold <= 0:
-            raise ParameterError(f"threshold must be positive, got {self.threshold!r}")
-        if self.radius <= 0:
-            raise ParameterError(f"radius must be positive, got {self.radius!r}")
-        if self.chunk_size < 1:
-            raise ParameterError(f"chunk_size must be >= 1, got {self.chunk_size!r}")
+        check_choice("ReduceConfig.psf_mode", self.psf_mode, ("camera", "frame"))
+        check_positive("ReduceConfig.threshold", self.threshold)
+        check_positive("ReduceConfig.radius", self.radius)
+        check_positive("ReduceConfig.match_radius", self.match_radius)
+        check_int("ReduceConfig.reference_candidates", self.reference_candidates, low=1)
+        check_int("ReduceConfig.background_box", self.background_box, low=4)
+        check_int("ReduceConfig.chunk_size", self.chunk_size, low=1)
+        if self.location is not None:
+            object.__setattr__(self, "location", tuple(float(v) for v in self.location))
+        if self.comparisons is not None:
+            object.__setattr__(self, "comparisons", tuple(int(v) for v in self.comparisons))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as a plain JSON-ready dict (``config.json``)."""
+        return dataclasses.asdict(self)
+
+
+#: ReduceConfig keys that do not change results (never compared between runs of a folder)
+_RESULT_NEUTRAL = ("scheduler", "chunk_size", "skyscene_version")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,21 +149,81 @@ def _read(path: str, profile, calibration, cosmic_rays: bool = False):
 
 @dataclass(frozen=True, kw_only=True)
 class _FrameJob:
-    """What a Dask task needs to read one frame the way the reduction reads it."""
+    """How the reduction reads a frame (profile, cosmic rays); calibration comes apart.
+
+    The calibration masters are large: :func:`run_tasks` sends them to every worker
+    once (``shared=``) and the tasks hand them to :meth:`read`.
+    """
 
     profile: str | None
-    calibration: Any
     cosmic_rays: bool
 
-    def read(self, path: str):
-        return _read(path, self.profile, self.calibration, self.cosmic_rays)
+    def read(self, path: str, calibration=None):
+        return _read(path, self.profile, calibration, self.cosmic_rays)
 
 
-def _align_task(args) -> dict[str, Any]:
+@dataclass(frozen=True, kw_only=True, eq=False)
+class _AlignTask:
+    """One frame to align to its filter's reference (a Dask task's input).
+
+    ``psf_xy`` are isolated stars (reference pixels) whose adaptive-moment sizes give
+    the frame's seeing.
+    """
+
+    job: _FrameJob
+    path: str
+    reference: str
+    reference_xy: np.ndarray
+    psf_xy: np.ndarray
+    threshold: float
+
+    def key(self, job_key: str) -> str:
+        return task_key(
+            "align",
+            job_key,
+            _file_id(self.path),
+            self.reference,
+            self.reference_xy,
+            self.psf_xy,
+            self.threshold,
+        )
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class _FramePhotometry:
+    """One frame of a photometry chunk: its file, transform to the reference, PSF shape."""
+
+    path: str
+    matrix: np.ndarray
+    shape: Any
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class _PhotometryTask:
+    """Forced photometry of a chunk of frames of one filter (a Dask task's input)."""
+
+    job: _FrameJob
+    band: str
+    frames: tuple[_FramePhotometry, ...]
+    reference_xy: np.ndarray
+    photometer: Any
+
+    def key(self, job_key: str) -> str:
+        return task_key(
+            "photometry",
+            job_key,
+            [(_file_id(f.path), f.matrix, f.shape) for f in self.frames],
+            self.reference_xy,
+            self.photometer,
+        )
+
+
+def _align_task(task: _AlignTask, calibration=None) -> dict[str, Any]:
     """Detect sources on one frame, align it to its reference, measure its PSF size (a Dask task).
 
-    ``args = (job, path, ref_path, ref_xy, psf_xy, threshold)``; ``psf_xy`` are isolated
-    stars (reference pixels) whose adaptive-moment sizes give the frame's seeing.
+    Data faults (unreadable file, bad header, no alignment) are returned as a failed
+    result (``status == "failed"``, ``reason``), never raised: the batch goes on and a
+    rerun retries them.
     """
     from skyscene.align import (
         AlignmentResult,
@@ -160,23 +234,27 @@ def _align_task(args) -> dict[str, Any]:
     from skyscene.detection import find_sources
     from skyscene.psf import moment_sizes
 
-    job, path, ref_path, ref_xy, psf_xy, threshold = args
+    path, job = task.path, task.job
     out: dict[str, Any] = {"path": path, "ok": False, "reason": "", "matrix": None}
     try:
-        exposure = job.read(path)
+        exposure = job.read(path, calibration)
+        out["n_nonphysical"] = int(exposure.meta.get("n_nonphysical", 0) or 0)
+        out["n_saturated"] = int(exposure.meta.get("n_saturated", 0) or 0)
         bkg = estimate_background(exposure.data, mask=exposure.mask)
         out["bkg_level"], out["bkg_rms"] = bkg.level, bkg.rms_level
-        if path == ref_path:
+        if path == task.reference:
             result = AlignmentResult.identity()
-            method, n_matches = "reference", len(ref_xy)
+            method, n_matches = "reference", len(task.reference_xy)
         else:
             stars = find_sources(
-                exposure.data, mask=exposure.mask, threshold=threshold, background=bkg
+                exposure.data, mask=exposure.mask, threshold=task.threshold, background=bkg
             )
             try:
-                result = find_transform_from_positions(np.c_[stars["x"], stars["y"]], ref_xy)
+                result = find_transform_from_positions(
+                    np.c_[stars["x"], stars["y"]], task.reference_xy
+                )
             except AlignmentError as exc:
-                ref = job.read(ref_path)
+                ref = job.read(task.reference, calibration)
                 if ref.shape != exposure.shape:
                     raise AlignmentError(f"{exc}; and shapes differ from the reference") from exc
                 result = translation_by_cross_correlation(
@@ -184,7 +262,7 @@ def _align_task(args) -> dict[str, Any]:
                 )
             method, n_matches = result.method, result.n_matches
         sizes = moment_sizes(
-            exposure.data - bkg.background, result.inverse(psf_xy), mask=exposure.mask
+            exposure.data - bkg.background, result.inverse(task.psf_xy), mask=exposure.mask
         )
         out.update(
             ok=True,
@@ -195,24 +273,28 @@ def _align_task(args) -> dict[str, Any]:
             psf_size=float(np.nanmedian(sizes)) if np.isfinite(sizes).any() else float("nan"),
         )
     except (SkysceneError, OSError) as exc:
-        out["reason"] = f"{type(exc).__name__}: {exc}"
+        out["reason"] = f"{type(exc).__name__}: {_one_line(exc, path)}"
+        out["status"] = "failed"
     return out
 
 
-def _photometry_task(args) -> list[dict[str, Any]]:
-    """Forced photometry of a chunk of frames (a Dask task).
-
-    ``args = (job, frames, ref_positions, photometer)`` with ``frames`` a list of
-    ``(path, matrix, psf_shape)``.
-    """
-    job, frames, ref_positions, photometer = args
+def _photometry_task(task: _PhotometryTask, calibration=None) -> list[dict[str, Any]]:
+    """Forced photometry of a chunk of frames (a Dask task): one row dict per frame."""
     rows = []
-    for path, matrix, shape in frames:
-        inv = np.linalg.inv(np.asarray(matrix))
-        xy = ref_positions @ inv[:2, :2].T + inv[:2, 2]
-        table = photometer(job.read(path), xy, shape)
-        rows.append({"path": path, **{c: np.asarray(table[c]) for c in table.colnames}})
+    for frame in task.frames:
+        inv = np.linalg.inv(np.asarray(frame.matrix))
+        xy = task.reference_xy @ inv[:2, :2].T + inv[:2, 2]
+        table = task.photometer(task.job.read(frame.path, calibration), xy, frame.shape)
+        rows.append({"path": frame.path, **{c: np.asarray(table[c]) for c in table.colnames}})
     return rows
+
+
+def _one_line(exc: BaseException, path: str | None = None) -> str:
+    """The first line of an error's message, with the file named if it is not already."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if path is not None and Path(path).name not in text:
+        text = f"{Path(path).name}: {text}"
+    return text
 
 
 class Reducer:
@@ -245,12 +327,20 @@ class Reducer:
         config: ReduceConfig | None = None,
         calibration=None,
         progress: bool = True,
+        overwrite: bool = False,
     ):
         self.data_dir = Path(data_dir)
         self.out_dir = Path(out_dir)
         self.config = config or ReduceConfig()
         self.progress = progress
         self.skipped: list[tuple[str, str]] = []
+        self._calibration_source = calibration
+        self.folder = OutputFolder(
+            self.out_dir,
+            config=self.folder_config(),
+            overwrite=overwrite,
+            ignore=_RESULT_NEUTRAL,
+        )
         self.calibration = self._load_calibration(calibration)
         self.frames = self._discover()
         self.catalogs: dict[str, Any] = {}
@@ -260,6 +350,37 @@ class Reducer:
         self.frame_stats: dict[str, dict[str, float]] = {}
         self.source_ids: dict[str, np.ndarray] = {}
         self.flux_corrections: dict[str, Any] = {}
+
+    def folder_config(self) -> dict[str, Any]:
+        """What identifies this reduction's results: recorded as ``OUT_DIR/config.json``.
+
+        A later run into the same folder with another value of any key (except the
+        scheduler, the chunk size and the skyscene version) refuses unless ``overwrite``.
+        """
+        from skyscene import __version__
+
+        cal = self._calibration_source
+        if cal is None:
+            cal_id = None
+        elif isinstance(cal, str | Path):
+            cal_id = str(Path(cal).resolve())
+        else:
+            cal_id = getattr(cal, "source", None) or f"CalibrationSet {task_key(cal)}"
+        return {
+            "pipeline": "reduce",
+            "skyscene_version": __version__,
+            **self.config.to_dict(),
+            "data_dir": str(self.data_dir.resolve()),
+            "calibration": cal_id,
+        }
+
+    def __enter__(self) -> Reducer:
+        """Hold the output folder for several steps (each step takes it otherwise)."""
+        self.folder.acquire()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.folder.__exit__(*exc_info)
 
     # ------------------------------------------------------------------ discovery
     def _load_calibration(self, calibration):
@@ -275,6 +396,8 @@ class Reducer:
 
     def _discover(self) -> list[FrameRecord]:
         from astropy.io import fits
+        from astropy.io.fits.verify import VerifyError
+        from astropy.utils.exceptions import AstropyUserWarning
 
         if not self.data_dir.is_dir():
             raise InputFileError(f"{self.data_dir}: data folder does not exist")
@@ -293,18 +416,26 @@ class Reducer:
                 self._skip(path, "not a FITS file")
                 continue
             try:
-                with fits.open(path, memmap=False) as hdul:
-                    hdu = hdul["SCI"] if "SCI" in hdul else hdul[0]
-                    header = hdu.header
-                    data = hdu.data
-                    if data is None or data.ndim != 2:
-                        raise DataError(f"{path}: no 2-D image")
-                    if not np.isfinite(data).any():
-                        raise DataError(f"{path}: image has no finite pixel (all NaN)")
-                    info = parse_header(header, filename=str(path), profile=self.config.profile)
-                    shape = data.shape
+                with warnings.catch_warnings():
+                    # astropy warns about truncation before failing; the skip reason says it
+                    warnings.simplefilter("ignore", AstropyUserWarning)
+                    with fits.open(path, memmap=False) as hdul:
+                        hdu = hdul["SCI"] if "SCI" in hdul else hdul[0]
+                        header = hdu.header
+                        data = hdu.data
+                        if data is None or data.ndim != 2:
+                            raise DataError(f"{path}: no 2-D image")
+                        if not np.isfinite(data).any():
+                            raise DataError(f"{path}: image has no finite pixel (all NaN)")
+                        info = parse_header(header, filename=str(path), profile=self.config.profile)
+                        shape = data.shape
             except (HeaderError, DataError, OSError) as exc:
                 self._skip(path, str(exc))
+                continue
+            except (ValueError, TypeError, VerifyError) as exc:
+                # astropy on a truncated or corrupt file ("cannot reshape array of size 30
+                # into shape (64,64)", unparsable cards)
+                self._skip(path, f"unreadable FITS file (truncated or corrupt: {exc})")
                 continue
             records.append(
                 FrameRecord(
@@ -364,6 +495,10 @@ class Reducer:
         Writes ``cat/<band>_catalog.csv`` (+ Parquet) and ``cat/<band>_catalog.png``.
         Returns the catalogs (astropy Tables with a global ``id`` column).
         """
+        with self.folder:
+            return self._create_catalogs()
+
+    def _create_catalogs(self) -> dict[str, Any]:
         from skyscene.background import estimate_background
         from skyscene.detection import find_sources
         from skyscene.photometry import measure_flux_correction
@@ -374,6 +509,7 @@ class Reducer:
             frames = self._band_frames(band)
             best, shapes, stars = None, [], []
             sizes: list[float] = []
+            failures: list[str] = []
             for rec in frames[: cfg.reference_candidates]:
                 try:
                     exp = _read(rec.path, cfg.profile, self.calibration, cfg.cosmic_rays)
@@ -383,6 +519,7 @@ class Reducer:
                     )
                 except SkysceneError as exc:
                     log.info("%s: no catalog (%s)", rec.path, exc)
+                    failures.append(_one_line(exc, rec.path))
                     continue
                 clean = cat[(cat["flag"] == 0)]
                 xy = np.c_[clean["x"], clean["y"]]
@@ -393,13 +530,18 @@ class Reducer:
                     )
                 except DataError as exc:
                     log.info("%s: no PSF shape (%s)", rec.path, exc)
+                    failures.append(_one_line(exc, rec.path))
                 sizes.extend(moment_sizes(exp.data - bkg.background, isolated, mask=exp.mask))
                 stars.append((exp, isolated))
                 if best is None or len(cat) > len(best[1]):
                     best = (rec, cat, exp)
             if best is None or not shapes:
+                tried = min(len(frames), cfg.reference_candidates)
+                detail = "; ".join(dict.fromkeys(failures[:3]))
+                more = f"; and {len(failures) - 3} more" if len(failures) > 3 else ""
                 raise DataError(
-                    f"filter '{band}': no frame yields a source catalog and a PSF shape"
+                    f"filter '{band}': none of its first {tried} frames yields a source catalog "
+                    f"and a PSF shape ({detail or 'no isolated stars'}{more})"
                 )
             rec, cat, exp = best
             # Axis ratio and orientation: median of the star fits over the candidate frames.
@@ -488,9 +630,19 @@ class Reducer:
 
     def _job(self) -> _FrameJob:
         cfg = self.config
-        return _FrameJob(
-            profile=cfg.profile, calibration=self.calibration, cosmic_rays=cfg.cosmic_rays
-        )
+        return _FrameJob(profile=cfg.profile, cosmic_rays=cfg.cosmic_rays)
+
+    def _run_options(self) -> dict[str, Any]:
+        """Options of every :func:`run_tasks` call: scheduler, masters sent once, paths."""
+        options: dict[str, Any] = {
+            "scheduler": self.config.scheduler,
+            "progress": self.progress,
+            "config": {k: v for k, v in self.folder_config().items() if k not in _RESULT_NEUTRAL},
+            "require_paths": [str(self.data_dir.resolve()), str(self.out_dir.resolve())],
+        }
+        if self.calibration is not None:
+            options["shared"] = self.calibration
+        return options
 
     def _align_frames(self) -> None:
         cfg = self.config
@@ -504,15 +656,23 @@ class Reducer:
             psf_xy = np.c_[clean["x"], clean["y"]]
             psf_xy = psf_xy[_isolated(psf_xy, 15.0)][:20]
             for rec in self._band_frames(band):
-                tasks.append((job, rec.path, self.references[band], ref_xy, psf_xy, cfg.threshold))
+                tasks.append(
+                    _AlignTask(
+                        job=job,
+                        path=rec.path,
+                        reference=self.references[band],
+                        reference_xy=ref_xy,
+                        psf_xy=psf_xy,
+                        threshold=cfg.threshold,
+                    )
+                )
         results = run_tasks(
             _align_task,
             tasks,
-            scheduler=cfg.scheduler,
-            progress=self.progress,
             desc="aligning frames",
             cache_dir=self.out_dir / ".work" / "align",
-            keys=[task_key("align", job_key, _file_id(t[1]), t[2:]) for t in tasks],
+            keys=[t.key(job_key) for t in tasks],
+            **self._run_options(),
         )
         band_of = {r.path: r.band for r in self.frames}
         failed = set()
@@ -522,7 +682,16 @@ class Reducer:
                 self.transforms.setdefault(band, {})[res["path"]] = np.asarray(res["matrix"])
                 self.frame_stats[res["path"]] = {
                     k: res.get(k)
-                    for k in ("bkg_level", "bkg_rms", "method", "n_matches", "rms", "psf_size")
+                    for k in (
+                        "bkg_level",
+                        "bkg_rms",
+                        "method",
+                        "n_matches",
+                        "rms",
+                        "psf_size",
+                        "n_nonphysical",
+                        "n_saturated",
+                    )
                 }
             else:
                 self._skip(res["path"], f"cannot be aligned: {res['reason']}")
@@ -594,11 +763,15 @@ class Reducer:
         dict
             ``{"lc_dir": Path, "files": [...], "n_frames": int, "skipped": [...]}``.
         """
+        with self.folder:
+            return self._photometry(photometer, local_background)
+
+    def _photometry(self, photometer, local_background) -> dict[str, Any]:
         from skyscene.background import load_local_background
         from skyscene.photometry import AperturePhotometer, OptimalPhotometer
 
         if not self.catalogs:
-            self.create_catalogs()
+            self._create_catalogs()
         bkg_name, estimator = load_local_background(local_background)
         if isinstance(photometer, str):
             kinds = {"optimal": OptimalPhotometer, "aperture": AperturePhotometer}
@@ -610,53 +783,58 @@ class Reducer:
         name = getattr(photometer, "name", type(photometer).__name__)
         lc_dir = self.out_dir / "lcs" / f"{name}_{bkg_name}"
         cfg = self.config
-        tasks, index = [], []
+        tasks = []
         job = self._job()
         job_key = task_key(job)
         for band in self.bands:
             cat = self.catalogs[band]
             ref_xy = np.c_[cat["x"], cat["y"]]
             frames = [
-                (r.path, self.transforms[band][r.path], self.frame_shape(band, r.path))
+                _FramePhotometry(
+                    path=r.path,
+                    matrix=self.transforms[band][r.path],
+                    shape=self.frame_shape(band, r.path),
+                )
                 for r in self._band_frames(band)
             ]
             for i in range(0, len(frames), cfg.chunk_size):
                 tasks.append(
-                    (
-                        job,
-                        frames[i : i + cfg.chunk_size],
-                        ref_xy,
-                        self._band_photometer(photometer, band),
+                    _PhotometryTask(
+                        job=job,
+                        band=band,
+                        frames=tuple(frames[i : i + cfg.chunk_size]),
+                        reference_xy=ref_xy,
+                        photometer=self._band_photometer(photometer, band),
                     )
                 )
-                index.append(band)
         results = run_tasks(
             _photometry_task,
             tasks,
-            scheduler=cfg.scheduler,
-            progress=self.progress,
             desc=f"photometry ({name})",
             cache_dir=self.out_dir / ".work" / "photometry",
-            keys=[
-                task_key(
-                    "photometry", job_key, [(_file_id(p), m, sh) for p, m, sh in t[1]], t[2], t[3]
-                )
-                for t in tasks
-            ],
+            keys=[t.key(job_key) for t in tasks],
+            **self._run_options(),
         )
         rows_by_band: dict[str, list] = defaultdict(list)
-        for band, rows in zip(index, results, strict=True):
-            rows_by_band[band].extend(rows)
+        for task, rows in zip(tasks, results, strict=True):
+            rows_by_band[task.band].extend(rows)
         written = []
         lcs: dict[str, dict[int, Any]] = {}
         location = self._location()
+        band_files = []
         for band, rows in rows_by_band.items():
-            lcs[band] = self._light_curves(band, rows, location)
+            lcs[band] = self._light_curves(
+                band, rows, location, photometer=name, background=bkg_name
+            )
             for sid, table in lcs[band].items():
                 written += write_table(table, lc_dir / f"{band}_source_{sid}.csv")
+            band_files += write_table(
+                _band_table(band, lcs[band]), lc_dir / f"{band}_lightcurves.csv"
+            )
         self._write_diagnostics(lcs, name, bkg_name)
         self._write_metadata(photometer, bkg_name, lc_dir)
-        log.info("wrote %d light curves to %s", len(written) // 2, lc_dir)
+        self.folder.complete(self.summary(lc_dir=lc_dir))
+        log.info("wrote %d light curves to %s", sum(len(v) for v in lcs.values()), lc_dir)
         return {
             "lc_dir": lc_dir,
             "files": written,
@@ -701,7 +879,10 @@ class Reducer:
             ra, dec = float(c.ra.deg), float(c.dec.deg)
         return float(ra), float(dec)
 
-    def _light_curves(self, band, rows, location) -> dict[int, Any]:
+    def _light_curves(
+        self, band, rows, location, *, photometer: str = "", background: str = ""
+    ) -> dict[int, Any]:
+        from astropy import units as u
         from astropy.table import Table
         from astropy.time import Time
 
@@ -735,6 +916,35 @@ class Reducer:
         except DataError as exc:
             log.warning("filter %s: no differential light curves (%s)", band, exc)
             rel = rel_err = np.full_like(stack["flux"], np.nan)
+        shape = self.shapes[band]
+        meta = {
+            "band": band,
+            "time": "BMJD(TDB) mid-exposure",
+            "time_scale": "tdb",
+            "time_format": "mjd",
+            "time_reference_position": "barycentre",
+            "ra_field": ra,
+            "dec_field": dec,
+            "photometer": photometer,
+            "local_background": background,
+            "psf_mode": self.config.psf_mode,
+            "psf_sigma_major": shape.sigma_major,
+            "psf_sigma_minor": shape.sigma_minor,
+            "psf_theta_rad": shape.theta,
+            "flags": _FLAG_DOC,
+        }
+        corr = self.flux_corrections.get(band)
+        if corr is not None:
+            meta["flux_correction"] = corr.value if corr.applied else 1.0
+        units = {
+            "BMJD": u.day,
+            "flux": u.adu,
+            "flux_err": u.adu,
+            "bkg": u.adu / u.pix,
+            "bkg_err": u.adu / u.pix,
+            "x": u.pix,
+            "y": u.pix,
+        }
         out = {}
         for k, sid in enumerate(ids):
             t = Table()
@@ -744,13 +954,11 @@ class Reducer:
             t["rel_flux"] = rel[k]
             t["rel_flux_err"] = rel_err[k]
             t["file"] = [Path(r["path"]).name for r in rows]
-            t.meta = {
-                "band": band,
-                "source_id": int(sid),
-                "time": "BMJD(TDB) mid-exposure",
-                "ra_field": ra,
-                "dec_field": dec,
-            }
+            for c, unit in units.items():
+                t[c].unit = unit
+            t["BMJD"].description = "barycentric MJD (TDB) at mid-exposure"
+            t["rel_flux"].description = "flux relative to the comparison ensemble"
+            t.meta = {**meta, "source_id": int(sid)}
             out[int(sid)] = t
         return out
 
@@ -792,6 +1000,8 @@ class Reducer:
                     "align_n_matches": st.get("n_matches", 0),
                     "align_rms": st.get("rms", np.nan),
                     "psf_size": st.get("psf_size", np.nan),
+                    "n_nonphysical": int(st.get("n_nonphysical") or 0),
+                    "n_saturated": int(st.get("n_saturated") or 0),
                 }
             )
         return Table(rows=rows) if rows else Table()
@@ -809,13 +1019,52 @@ class Reducer:
             references=self.references,
         )
         atomic_write_text(lc_dir / "config.json", json.dumps(config, indent=1, default=str))
-        atomic_write_text(self.out_dir / "config.json", json.dumps(config, indent=1, default=str))
-        summary = {
+
+    def summary(self, *, lc_dir: Path | None = None) -> dict[str, Any]:
+        """What ``summary.json`` records: frames used, files skipped and why, alignment methods."""
+        out: dict[str, Any] = {
             "frames_used": {b: len(self._band_frames(b)) for b in self.bands},
             "skipped": [{"file": f, "reason": r} for f, r in self.skipped],
             "alignment_methods": dict(Counter(s["method"] for s in self.frame_stats.values())),
+            "nonphysical_pixels": {
+                Path(p).name: int(s["n_nonphysical"])
+                for p, s in self.frame_stats.items()
+                if s.get("n_nonphysical")
+            },
         }
-        atomic_write_text(self.out_dir / "summary.json", json.dumps(summary, indent=1))
+        if lc_dir is not None:
+            out["light_curves"] = str(lc_dir)
+        return out
+
+
+#: ``flags`` bits of light-curve rows (table metadata and docs/reduce.md)
+_FLAG_DOC = {
+    "1": "edge: the region leaves the image",
+    "2": "masked pixels in the region (bad, saturated or non-physical values)",
+    "4": "local background failed",
+    "8": "nothing measurable (flux NaN)",
+}
+
+
+def _band_table(band: str, light_curves: dict[int, Any]):
+    """One table of every light curve of a filter, with a leading ``source_id`` column."""
+    from astropy.table import vstack
+
+    tables = []
+    for sid, table in sorted(light_curves.items()):
+        t = table.copy(copy_data=False)
+        t.meta = {}
+        t.add_column(np.full(len(t), sid, dtype=np.int64), name="source_id", index=0)
+        tables.append(t)
+    out = vstack(tables, metadata_conflicts="silent") if tables else None
+    if out is None:
+        from astropy.table import Table
+
+        return Table()
+    first = light_curves[min(light_curves)].meta
+    out.meta = {k: v for k, v in first.items() if k != "source_id"}
+    out.meta["source_ids"] = sorted(int(s) for s in light_curves)
+    return out
 
 
 def _file_id(path: str) -> tuple[str, int, int]:
