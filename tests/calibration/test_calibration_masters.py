@@ -189,3 +189,66 @@ def test_read_master_errors(tmp_path):
     write_master(tmp_path / "m.fits", master)
     with pytest.raises(InputFileError, match=r"m.fits: exists and overwrite=False"):
         write_master(tmp_path / "m.fits", master, overwrite=False)
+
+
+def test_masters_live_in_io_and_calibration_does_no_file_io():
+    import inspect
+
+    import skyscene.calibration as calibration
+    import skyscene.calibration.masters as algorithms
+    import skyscene.io as io
+
+    assert calibration.read_master is io.read_master
+    assert calibration.write_master is io.write_master
+    assert calibration.MasterFrame is io.MasterFrame
+    assert io.MasterFrame.__module__ == "skyscene.io.masters"
+    source = inspect.getsource(algorithms)
+    for needle in ("astropy.io", "open_fits", "atomic_path", ".writeto(", "open("):
+        assert needle not in source, f"calibration.masters still does file I/O ({needle})"
+
+
+def test_master_noise_convention_read_by_ccddata(calib_set, tmp_path):
+    from astropy import units as u
+    from astropy.io import fits
+    from astropy.nddata import CCDData, VarianceUncertainty
+
+    for master, unit, extra in (
+        (calib_set.dark, u.adu / u.s, {}),
+        (calib_set.flats["g"], u.dimensionless_unscaled, {"unit": ""}),
+    ):
+        path = write_master(tmp_path / f"{master.kind}.fits", master)
+        assert fits.getheader(path, "VAR")["UTYPE"] == "VarianceUncertainty"
+        ccd = CCDData.read(path, hdu_uncertainty="VAR", hdu_mask="MSK", **extra)
+        assert ccd.unit == unit
+        assert isinstance(ccd.uncertainty, VarianceUncertainty)
+        good = ~master.mask
+        np.testing.assert_array_equal(ccd.uncertainty.array[good], master.variance[good])
+        np.testing.assert_array_equal(ccd.mask, master.mask)
+        np.testing.assert_array_equal(ccd.data, master.data)
+
+
+def test_read_master_bad_input_names_file_and_key(calib_set, tmp_path):
+    from astropy.io import fits
+
+    path = write_master(tmp_path / "bias.fits", calib_set.bias)
+    raw = path.read_bytes()
+    (tmp_path / "short.fits").write_bytes(raw[: 2 * 2880 + 800])  # inside the SCI data
+    with pytest.raises(InputFileError, match=r"short\.fits: HDU SCI is truncated or corrupt"):
+        read_master(tmp_path / "short.fits")
+    n_sci = 2 * 2880 + -(-calib_set.bias.data.nbytes // 2880) * 2880
+    (tmp_path / "cut.fits").write_bytes(raw[: n_sci + 1000])  # inside the VAR header
+    with pytest.raises(
+        InputFileError,
+        match=r"cut\.fits: master frame lacks HDU\(s\) VAR, MSK \(the file is truncated",
+    ):
+        read_master(tmp_path / "cut.fits")
+    with fits.open(path) as hdul:
+        hdul[0].header["CCDSUM"] = "two by two"
+        hdul.writeto(tmp_path / "ccdsum.fits")
+    with pytest.raises(HeaderError, match=r"ccdsum\.fits: keyword CCDSUM='two by two' is not"):
+        read_master(tmp_path / "ccdsum.fits")
+    at = raw.find(b"RDNOISE =")
+    bad = raw[:at] + b"RDNOISE = NaN".ljust(80) + raw[at + 80 :]
+    (tmp_path / "rdnoise.fits").write_bytes(bad)
+    with pytest.raises(HeaderError, match=r"rdnoise\.fits: header card RDNOISE cannot be parsed"):
+        read_master(tmp_path / "rdnoise.fits")

@@ -13,16 +13,16 @@ from skyscene.calibration.calset import FRAME_TYPE_KEYS, CalibrationSet, classif
 from skyscene.calibration.combine import CombineConfig, CombinedFrame, combine_frames
 from skyscene.calibration.cosmics import mask_cosmic_rays
 from skyscene.calibration.masters import (
-    MASTER_KINDS,
-    MasterFrame,
     bad_pixel_mask,
     make_master_bias,
     make_master_dark,
     make_master_flat,
-    read_master,
-    write_master,
 )
 from skyscene.calibration.process import calibrate
+
+# The container and its FITS files live in skyscene.io (algorithms do no file I/O);
+# re-exported so that ``from skyscene.calibration import read_master`` keeps working.
+from skyscene.io.masters import MASTER_KINDS, MasterFrame, read_master, write_master
 
 __all__ = [
     "FRAME_TYPE_KEYS",

@@ -1,4 +1,4 @@
-"""Containers and file formats: :class:`Exposure`, FITS, headers, tables."""
+"""Containers and file formats: :class:`Exposure`, :class:`MasterFrame`, FITS, headers, tables."""
 
 from skyscene.io._atomic import atomic_path, atomic_write_text, remove_stale_temporaries
 from skyscene.io.ccddata import exposure_from_ccddata, exposure_to_ccddata
@@ -23,14 +23,18 @@ from skyscene.io.headers import (
     parse_header,
     register_profile,
 )
+from skyscene.io.masters import MASTER_KINDS, MASTER_UNITS, MasterFrame, read_master, write_master
 from skyscene.io.tables import TABLE_FORMATS, jsonable_meta, write_table
 
 __all__ = [
+    "MASTER_KINDS",
+    "MASTER_UNITS",
     "NONPHYSICAL_SCALE",
     "PROFILES",
     "TABLE_FORMATS",
     "Exposure",
     "InstrumentProfile",
+    "MasterFrame",
     "ObservationInfo",
     "atomic_path",
     "atomic_write_text",
@@ -47,8 +51,10 @@ __all__ = [
     "parse_header",
     "read_exposure",
     "read_header",
+    "read_master",
     "register_profile",
     "remove_stale_temporaries",
     "write_exposure",
+    "write_master",
     "write_table",
 ]

@@ -35,6 +35,7 @@ from skyscene.io.headers import InstrumentProfile, parse_header
 __all__ = [
     "NONPHYSICAL_SCALE",
     "bunit",
+    "check_cards",
     "exposure_header",
     "is_fits",
     "nonphysical_mask",
@@ -442,6 +443,20 @@ _NOISE_BY_NAME = {"WGT": "ivar", "IVAR": "ivar", "VAR": "var", "VARIANCE": "var"
 NOISE_HDUS = ("WGT", "IVAR", "VAR", "VARIANCE", "UNCERT", "ERR")
 
 
+def _noise_kind(hdu, label: str, name: str) -> str:
+    """``"ivar"``, ``"var"`` or ``"std"``: from ``UTYPE``, else from the HDU name."""
+    utype = str(hdu.header.get("UTYPE", "")).strip()
+    kind = _NOISE_KINDS.get(utype.lower()) if utype else _NOISE_BY_NAME.get(label, "std")
+    if kind is None:
+        raise HeaderError(
+            f"{name}: HDU {label} has UTYPE = {utype!r}; expected InverseVariance, "
+            "VarianceUncertainty or StdDevUncertainty",
+            filename=name,
+            key="UTYPE",
+        )
+    return kind
+
+
 def _noise_hdu(by_name: dict, name: str):
     """``(extname, kind, array)`` of the noise HDU, or None.
 
@@ -453,15 +468,7 @@ def _noise_hdu(by_name: dict, name: str):
         if label not in by_name:
             continue
         hdu = by_name[label]
-        utype = str(hdu.header.get("UTYPE", "")).strip()
-        kind = _NOISE_KINDS.get(utype.lower()) if utype else _NOISE_BY_NAME.get(label, "std")
-        if kind is None:
-            raise HeaderError(
-                f"{name}: HDU {label} has UTYPE = {utype!r}; expected InverseVariance, "
-                "VarianceUncertainty or StdDevUncertainty",
-                filename=name,
-                key="UTYPE",
-            )
+        kind = _noise_kind(hdu, label, name)
         arr = _hdu_data(hdu, name, label)
         if arr is None:
             raise InputFileError(f"{name}: HDU {label} holds no data")
