@@ -34,6 +34,15 @@ def test_binary_is_detected_and_measured(binary_sim):
     f1, f2 = sim.truth["flux"]
     assert abs(b.flux1[0] - f1) < 3 * b.flux1_err[0]
     assert abs(b.flux2[0] - f2) < 3 * b.flux2_err[0]
+    # The secondary is a named ExtraFluxes (the former {"values", "errors"} keys still work).
+    from skyscene.scene import ExtraFluxes
+
+    extra = b.binary.extra_fluxes
+    assert isinstance(extra, ExtraFluxes)
+    assert extra.names == tuple(f"secondary_{d}" for d in sim.target.detections)
+    np.testing.assert_array_equal(extra.values, b.flux2)
+    np.testing.assert_array_equal(extra["errors"], b.flux2_err)
+    assert len(extra) == len(sim.target.detections)
     table = b.to_table()
     assert {
         "flux1",

@@ -240,11 +240,11 @@ def test_profile_chi2_equals_full_solve(tno_small):
     for off1, off2 in (((0.1, -0.2), (0.5, 0.3)), ((0.0, 0.0), (-0.4, 0.1))):
         sources = [(0, problem.detection_xy(np.array(off1))[0])]
         sources.append((0, problem.detection_xy(np.array(off2))[0]))
-        full = problem.solve(problem.target_columns(sources))["chi2"]
+        full = problem.solve(problem.target_columns(sources)).chi2
         # The Schur-complement shortcut equals the full solve to rounding (1e-9 relative).
         assert problem.profile_chi2(sources) == pytest.approx(full, rel=1e-9)
         assert problem.profile_chi2(sources[:1]) == pytest.approx(
-            problem.solve(problem.target_columns(sources[:1]))["chi2"], rel=1e-9
+            problem.solve(problem.target_columns(sources[:1])).chi2, rel=1e-9
         )
 
 

@@ -7,10 +7,18 @@ only to its detection exposure(s). See Bernardinelli et al. (2023) and ``docs/sm
 
 from skyscene.scene.binary import BinaryResult, fit_binary
 from skyscene.scene.config import SceneConfig, Target
-from skyscene.scene.model import SceneModel, SceneResult, fit_scene, flux_to_mag, tangent_to_sky
+from skyscene.scene.model import (
+    ExtraFluxes,
+    SceneModel,
+    SceneResult,
+    fit_scene,
+    flux_to_mag,
+    tangent_to_sky,
+)
 
 __all__ = [
     "BinaryResult",
+    "ExtraFluxes",
     "SceneConfig",
     "SceneModel",
     "SceneResult",

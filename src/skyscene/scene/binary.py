@@ -123,7 +123,10 @@ class BinaryResult:
                 "flux_single": self.single.flux,
                 "flux_single_err": self.single.flux_err,
             },
-            meta={"zeropoint": self.binary.config.zeropoint},
+            meta={
+                "zeropoint": self.binary.config.zeropoint,
+                "config": self.binary.config.to_json(),
+            },
         )
 
 
@@ -215,7 +218,7 @@ def fit_binary(
         if best is None or fun < best[1]:
             best = (x, fun)
     params = best[0]  # type: ignore[index]
-    flux = problem.solve(problem.target_columns(sources(params)), refine=False)["target"]
+    flux = problem.solve(problem.target_columns(sources(params)), refine=False).target
     # Order: component 1 is the brighter in the first detection.
     if flux[n_det] > flux[0]:
         params = np.concatenate([params[2:], params[:2]])
@@ -225,8 +228,8 @@ def fit_binary(
     flags = list(problem.flags) + [f for f in single.flags if f == "shot_noise_skipped"]
     binary = _make_result(problem, sol, src, params[:2], flags, extra={"names": names})
     flux1, flux1_err = binary.flux, binary.flux_err
-    flux2 = binary.extra_fluxes["values"]
-    flux2_err = binary.extra_fluxes["errors"]
+    flux2 = binary.extra_fluxes.values
+    flux2_err = binary.extra_fluxes.errors
     nominal = problem.detection_xy(np.zeros(2))
     xy1 = problem.detection_xy(params[:2])
     xy2 = problem.detection_xy(params[2:])
@@ -234,7 +237,7 @@ def fit_binary(
     sep_arcsec = float(np.hypot(*(params[:2] - params[2:])))
     # Separation errors: gradients of |o1 − o2| (arcsec) and of |J (o1 − o2)| (pixels,
     # J the local Jacobian of the first detection's WCS) through the position covariance.
-    pos_cov = sol["position_covariance"]
+    pos_cov = sol.position_covariance
     jac = (
         np.stack(
             [

@@ -8,8 +8,15 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from skyscene._validation import check_optional, check_positive
-from skyscene.errors import ParameterError
+from skyscene._validation import (
+    check_choice,
+    check_finite,
+    check_int,
+    check_optional,
+    check_positive,
+    check_range,
+)
+from skyscene.errors import ParameterError, ParameterRangeError
 
 __all__ = ["SceneConfig", "Target"]
 
@@ -19,9 +26,17 @@ _OFFSET_MODES = ("common", "per_detection")
 _SOLVERS = ("dense", "sparse")
 
 
-def _positive(name: str, value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-        raise ParameterError(f"SceneConfig.{name} must be positive and finite, got {value!r}")
+def _positive(name: str, value: float) -> float:
+    """``check_positive`` with the message this config always gave ("positive and finite")."""
+    try:
+        return check_positive(f"SceneConfig.{name}", value)
+    except (ParameterError, TypeError):
+        raise ParameterRangeError(
+            f"SceneConfig.{name} must be positive and finite, got {value!r}",
+            name=f"SceneConfig.{name}",
+            value=value,
+            min=0,
+        ) from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,59 +168,39 @@ class SceneConfig:
         return np.unique(np.round(np.linspace(0, n - 1, m)).astype(int))
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.grid_n, int) and 0 <= self.grid_n <= 200):
-            raise ParameterError(
-                f"SceneConfig.grid_n must be an int in [0, 200], got {self.grid_n!r}"
-            )
-        if self.first_pass_grid_n is not None and not (
-            isinstance(self.first_pass_grid_n, int) and 0 <= self.first_pass_grid_n <= 200
-        ):
-            raise ParameterError(
-                "SceneConfig.first_pass_grid_n must be None or an int in [0, 200], "
-                f"got {self.first_pass_grid_n!r}"
-            )
+        name = "SceneConfig."
+        check_int(name + "grid_n", self.grid_n, low=0, high=200)
+        check_optional(
+            check_int, name + "first_pass_grid_n", self.first_pass_grid_n, low=0, high=200
+        )
         _positive("grid_spacing", self.grid_spacing)
         _positive("max_offset", self.max_offset)
         _positive("mover_radius", self.mover_radius)
-        if self.offset_mode not in _OFFSET_MODES:
-            raise ParameterError(
-                f"SceneConfig.offset_mode must be one of {_OFFSET_MODES}, got {self.offset_mode!r}"
-            )
-        if self.sky not in _SKY_MODES:
-            raise ParameterError(f"SceneConfig.sky must be one of {_SKY_MODES}, got {self.sky!r}")
-        if self.mover not in _MOVER_MODES:
-            raise ParameterError(
-                f"SceneConfig.mover must be one of {_MOVER_MODES}, got {self.mover!r}"
-            )
-        if self.solver not in _SOLVERS:
-            raise ParameterError(
-                f"SceneConfig.solver must be one of {_SOLVERS}, got {self.solver!r}"
-            )
-        if not (math.isfinite(self.ridge) and self.ridge >= 0):
-            raise ParameterError(f"SceneConfig.ridge must be >= 0, got {self.ridge!r}")
-        if not (isinstance(self.psf_oversampling, int) and self.psf_oversampling >= 1):
-            raise ParameterError(
-                "SceneConfig.psf_oversampling must be a positive int, "
-                f"got {self.psf_oversampling!r}"
-            )
-        if self.psf_size is not None and not (
-            isinstance(self.psf_size, int) and self.psf_size >= 3
-        ):
-            raise ParameterError(
-                f"SceneConfig.psf_size must be an int >= 3 or None, got {self.psf_size!r}"
-            )
-        if not (math.isfinite(self.psf_rank_tol) and 0 <= self.psf_rank_tol < 1):
-            raise ParameterError(
-                f"SceneConfig.psf_rank_tol must be in [0, 1), got {self.psf_rank_tol!r}"
-            )
-        if not math.isfinite(self.zeropoint):
-            raise ParameterError(f"SceneConfig.zeropoint must be finite, got {self.zeropoint!r}")
-        check_optional(check_positive, "SceneConfig.pixel_limit_sigma", self.pixel_limit_sigma)
-        check_positive("SceneConfig.max_reduced_chi2", self.max_reduced_chi2)
+        check_choice(name + "offset_mode", self.offset_mode, _OFFSET_MODES)
+        check_choice(name + "sky", self.sky, _SKY_MODES)
+        check_choice(name + "mover", self.mover, _MOVER_MODES)
+        check_choice(name + "solver", self.solver, _SOLVERS)
+        check_positive(name + "ridge", self.ridge, allow_zero=True)
+        check_int(name + "psf_oversampling", self.psf_oversampling, low=1)
+        check_optional(check_int, name + "psf_size", self.psf_size, low=3)
+        check_range(name + "psf_rank_tol", self.psf_rank_tol, low=0, high=1, high_inclusive=False)
+        check_finite(name + "zeropoint", self.zeropoint)
+        check_optional(check_positive, name + "pixel_limit_sigma", self.pixel_limit_sigma)
+        check_positive(name + "max_reduced_chi2", self.max_reduced_chi2)
+        for key in ("grid_n", "first_pass_grid_n", "psf_oversampling", "psf_size"):
+            value = getattr(self, key)
+            if value is not None:  # numpy integers become ints (JSON metadata)
+                object.__setattr__(self, key, int(value))
 
     def to_dict(self) -> dict:
-        """Plain dict (for output metadata)."""
+        """Plain dict of JSON types (for output metadata); ``SceneConfig(**d)`` rebuilds it."""
         return asdict(self)
+
+    def to_json(self) -> str:
+        """``to_dict()`` as JSON (sorted keys): what outputs record as their config."""
+        import json
+
+        return json.dumps(self.to_dict(), sort_keys=True)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,6 +12,7 @@ positions fixed the model is linear and is solved by weighted least squares.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import warnings
@@ -26,7 +27,15 @@ from skyscene.scene._linalg import NormalFactor
 from skyscene.scene._render import prepare_psf, render_many
 from skyscene.scene.config import SceneConfig, Target
 
-__all__ = ["SceneModel", "SceneResult", "fit_scene", "flux_to_mag", "tangent_to_sky"]
+__all__ = [
+    "ExtraFluxes",
+    "LinearSolution",
+    "SceneModel",
+    "SceneResult",
+    "fit_scene",
+    "flux_to_mag",
+    "tangent_to_sky",
+]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +107,72 @@ def _world_to_pixel(wcs, ra, dec) -> np.ndarray:
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
+class LinearSolution:
+    """One weighted least-squares solve of a scene problem (:meth:`_Problem.solve`).
+
+    Attributes
+    ----------
+    fixed : ndarray, shape (n_fixed,)
+        Grid fluxes, skies and mover fluxes (``_Problem.fixed_names`` order).
+    target : ndarray, shape (n_target,)
+        Fluxes of the target columns, in the order given.
+    chi2 : float
+        Penalised χ² of the solution (``dᵀWd − θᵀDᵀWd``).
+    singular : bool
+        The target block (Schur complement) needed a pseudo-inverse.
+    covariance : ndarray or None
+        Covariance of ``(fixed, target)`` when asked for.
+    position_covariance : ndarray or None
+        Covariance of fitted position parameters (:func:`position_marginal_solution`).
+    """
+
+    fixed: np.ndarray
+    target: np.ndarray
+    chi2: float
+    singular: bool
+    covariance: np.ndarray | None = None
+    position_covariance: np.ndarray | None = None
+
+    def full_covariance(self) -> np.ndarray:
+        """``covariance``; :class:`ValueError` if the solve was made without it."""
+        if self.covariance is None:
+            raise ValueError("this LinearSolution was solved with covariance=False")
+        return self.covariance
+
+
+def _empty() -> np.ndarray:
+    return np.zeros(0)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class ExtraFluxes:
+    """Fluxes of the point sources fitted beside the target (a binary's secondary).
+
+    Attributes
+    ----------
+    names : tuple of str
+        Parameter names (``"secondary_<exposure>"``).
+    values, errors : ndarray, shape (n,)
+        Fluxes (zeropoint 30) and 1σ errors.
+
+    ``extra["values"]`` / ``extra["errors"]`` still work (the former dict) and an empty
+    instance is falsy, as the empty dict was.
+    """
+
+    names: tuple[str, ...] = ()
+    values: np.ndarray = field(default_factory=_empty)
+    errors: np.ndarray = field(default_factory=_empty)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in ("values", "errors"):
+            raise KeyError(key)
+        return getattr(self, key)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
 class SceneResult:
     """The result of a scene-modelling fit (immutable).
 
@@ -160,7 +235,7 @@ class SceneResult:
     flags: tuple[str, ...] = ()
     config: SceneConfig = field(default_factory=SceneConfig)
     detection_offsets: np.ndarray | None = None
-    extra_fluxes: dict = field(default_factory=dict)
+    extra_fluxes: ExtraFluxes = field(default_factory=ExtraFluxes)
 
     @property
     def mag(self) -> np.ndarray:
@@ -222,7 +297,7 @@ class SceneResult:
             }
         )
         table.meta["zeropoint"] = self.config.zeropoint
-        table.meta["config"] = repr(self.config.to_dict())
+        table.meta["config"] = self.config.to_json()  # SceneConfig(**json.loads(...))
         return table
 
 
@@ -431,7 +506,6 @@ class _Problem:
         The rendered design rows are reused, nothing is rendered again.
         """
         import copy
-        import dataclasses
 
         n = self.config.grid_n
         nodes = np.asarray(nodes, dtype=int)
@@ -676,13 +750,13 @@ class _Problem:
     def profile_chi2(self, sources: Sequence[tuple[int, np.ndarray]]) -> float:
         """χ² of the best linear fit with point sources at ``(exposure, (x, y))``.
 
-        Same value as ``solve(target_columns(sources))["chi2"]`` (to rounding), for
+        Same value as ``solve(target_columns(sources)).chi2`` (to rounding), for
         sources in the detection exposures; ~20× faster (used by the position fits).
         """
         proj = self._target_projection()
         npix = self.shape[0] * self.shape[1]
         if any(e not in proj["offsets"] for e, _ in sources):
-            return self.solve(self.target_columns(sources))["chi2"]
+            return self.solve(self.target_columns(sources)).chi2
         cols = np.zeros((len(sources), proj["size"]))
         for e in {e for e, _ in sources}:
             which = [j for j, (e2, _) in enumerate(sources) if e2 == e]
@@ -707,11 +781,11 @@ class _Problem:
 
     def solve(
         self, target_w: np.ndarray, *, covariance: bool = False, refine: bool | None = None
-    ) -> dict:
+    ) -> LinearSolution:
         """Linear solve with the fixed part and ``target_w`` columns (Schur complement).
 
-        Returns the fixed and target parameters, the penalised χ² and optionally the
-        full covariance (fixed parameters first). ``refine`` (default: the config's):
+        Returns a :class:`LinearSolution`: the fixed and target parameters, the
+        penalised χ² and optionally the full covariance (fixed parameters first). ``refine`` (default: the config's):
         one step of iterative refinement (:meth:`_refine`).
         """
         refine = self.config.refine if refine is None else refine
@@ -721,10 +795,13 @@ class _Problem:
             if refine:
                 theta_f, _ = self._refine(theta_f, np.zeros(0), target_w, None)
             chi2 = self.data_norm - float(theta_f @ self.fixed_rhs)
-            out = {"fixed": theta_f, "target": np.zeros(0), "chi2": chi2, "singular": False}
-            if covariance:
-                out["covariance"] = self.fixed_factor.inverse()
-            return out
+            return LinearSolution(
+                fixed=theta_f,
+                target=np.zeros(0),
+                chi2=chi2,
+                singular=False,
+                covariance=self.fixed_factor.inverse() if covariance else None,
+            )
         touched = np.flatnonzero(np.any(target_w != 0, axis=0))
         coupling = self.weighted_fixed(touched) @ target_w[:, touched].T  # B, (n_fixed, n_t)
         self_normal = target_w @ target_w.T  # C
@@ -739,12 +816,7 @@ class _Problem:
             blocks = (coupling, x, schur_factor)
             theta_f, f = self._refine(theta_f, f, target_w, blocks)
         chi2 = self.data_norm - float(theta_f @ self.fixed_rhs) - float(f @ rhs_t)
-        out = {
-            "fixed": theta_f,
-            "target": f,
-            "chi2": chi2,
-            "singular": schur_factor.pseudo_inverse or schur_factor.n_dropped > 0,
-        }
+        cov = None
         if covariance:
             s_inv = schur_factor.inverse()
             cov_ft = -x @ s_inv
@@ -755,8 +827,13 @@ class _Problem:
             cov[:n_f, n_f:] = cov_ft
             cov[n_f:, :n_f] = cov_ft.T
             cov[n_f:, n_f:] = s_inv
-            out["covariance"] = cov
-        return out
+        return LinearSolution(
+            fixed=theta_f,
+            target=f,
+            chi2=chi2,
+            singular=bool(schur_factor.pseudo_inverse or schur_factor.n_dropped > 0),
+            covariance=cov,
+        )
 
     def _refine(
         self, theta_f: np.ndarray, f: np.ndarray, target_w: np.ndarray, blocks
@@ -858,7 +935,7 @@ def _small_solve(normal: np.ndarray, rhs: np.ndarray) -> np.ndarray:
 
 def position_marginal_solution(
     problem: _Problem, sources_fn, params, *, step: float = 1e-3
-) -> dict:
+) -> LinearSolution:
     """Linear solution at ``params`` with a covariance that includes position errors.
 
     The fluxes are solved with the positions fixed; the covariance is the inverse of the
@@ -870,7 +947,7 @@ def position_marginal_solution(
     params = np.asarray(params, dtype=float)
     src = sources_fn(params)
     cols = problem.target_columns(src)
-    flux = problem.solve(cols, refine=False)["target"]
+    flux = problem.solve(cols, refine=False).target
     derivs = []
     for p in range(len(params)):
         delta = np.zeros_like(params)
@@ -881,10 +958,12 @@ def position_marginal_solution(
     augmented = np.vstack([cols, np.array(derivs)])
     full = problem.solve(augmented, covariance=True, refine=False)  # for its covariance
     n = len(problem.fixed_names) + len(src)
-    sol = problem.solve(cols, covariance=True)
-    sol["covariance"] = full["covariance"][:n, :n]
-    sol["position_covariance"] = full["covariance"][n:, n:]
-    return sol
+    sol = problem.solve(cols)  # its covariance is that of ``full``
+    return dataclasses.replace(
+        sol,
+        covariance=full.full_covariance()[:n, :n],
+        position_covariance=full.full_covariance()[n:, n:],
+    )
 
 
 def _optimize_offsets(
@@ -972,8 +1051,6 @@ class SceneModel:
     def __init__(self, config: SceneConfig | None = None, **overrides):
         config = config or SceneConfig()
         if overrides:
-            import dataclasses
-
             try:
                 config = dataclasses.replace(config, **overrides)
             except TypeError as exc:
@@ -1071,9 +1148,8 @@ class SceneModel:
                 "its flux is not constrained"
             )
         if not covariance:
-            sol = problem.solve(target_w)
             n = len(problem.fixed_names) + len(src)
-            sol["covariance"] = np.full((n, n), np.nan)
+            sol = dataclasses.replace(problem.solve(target_w), covariance=np.full((n, n), np.nan))
         elif cfg.fit_offset:
             sol = position_marginal_solution(problem, sources, offset)
         else:
@@ -1082,15 +1158,15 @@ class SceneModel:
         return _make_result(problem, sol, src, offset, flags, extra={"n_position": n_position})
 
 
-def _make_result(problem: _Problem, sol: dict, src, offset, flags, extra) -> SceneResult:
+def _make_result(problem: _Problem, sol: LinearSolution, src, offset, flags, extra) -> SceneResult:
     cfg = problem.config
-    if problem.fixed_factor.pseudo_inverse or sol["singular"]:
+    if problem.fixed_factor.pseudo_inverse or sol.singular:
         flags = [*flags, "pseudo_inverse"]
-    theta_f = sol["fixed"]
+    theta_f = sol.fixed
     n_src = len(src)
-    flux_all = sol["target"]
+    flux_all = sol.target
     stamps = problem.stamps(theta_f, src, flux_all)
-    cov = sol["covariance"]
+    cov = sol.full_covariance()
     n_f = len(theta_f)
     names = (*problem.fixed_names, *[f"target_{e}" for e, _ in src])
     # Names of extra (binary) components are given by the caller through ``extra``.
@@ -1142,15 +1218,15 @@ def _make_result(problem: _Problem, sol: dict, src, offset, flags, extra) -> Sce
         filenames=tuple(problem.names),
         flags=tuple(flags),
         config=cfg,
-        extra_fluxes={"values": flux_all[n_det:], "errors": np.sqrt(var[n_f + n_det :])}
-        if n_src > n_det
-        else {},
+        extra_fluxes=ExtraFluxes(
+            names=tuple(names[n_f + n_det :]),
+            values=flux_all[n_det:],
+            errors=np.sqrt(var[n_f + n_det :]),
+        ),
     )
 
 
 def _replace_flags(result: SceneResult, flags) -> SceneResult:
-    import dataclasses
-
     return dataclasses.replace(result, flags=tuple(flags))
 
 
