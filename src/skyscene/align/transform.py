@@ -3,17 +3,22 @@
 The transform is a 3×3 affine matrix ``M`` mapping homogeneous image pixel
 coordinates ``(x, y, 1)`` to reference pixels. With enough stars it is a similarity
 transform found by astroalign's asterism matching; with too few stars a translation
-is measured by phase cross-correlation. Failure raises
-:class:`~skyscene.errors.AlignmentError`; callers log and exclude the frame.
+is measured by phase cross-correlation; the result records why (``fallback``) and the
+fallback is logged (INFO for too few stars, WARNING when detection or matching
+failed). Failure raises :class:`~skyscene.errors.AlignmentError`; callers log and
+exclude the frame.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from skyscene._validation import check_positive
 from skyscene.errors import AlignmentError, ParameterError
 
 __all__ = [
@@ -27,6 +32,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MIN_STARS = 5
+
+# What star detection raises on data it cannot use (all masked, bad values, sep's
+# buffer limits as MemoryError/OverflowError); :func:`find_transform` then falls back.
+_DETECTION_ERRORS = (ValueError, MemoryError, OverflowError)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -43,12 +52,17 @@ class AlignmentResult:
         Matched stars (0 for cross-correlation).
     rms : float
         RMS residual of the matched stars, pixels (NaN for cross-correlation).
+    fallback : str or None
+        Why :func:`find_transform` fell back from star matching to cross-correlation
+        (``"too few stars ..."``, ``"star detection failed: ..."``, ``"star matching
+        failed: ..."``); None when the first method was used.
     """
 
     matrix: np.ndarray
     method: str
     n_matches: int
     rms: float
+    fallback: str | None = None
 
     @classmethod
     def identity(cls) -> AlignmentResult:
@@ -172,7 +186,13 @@ def find_transform(
     mask, reference_mask : ndarray of bool, optional
         True = bad pixel.
     threshold : float
-        Detection threshold (sigma) for the stars used in matching.
+        Detection threshold (sigma) for the stars used in matching (> 0).
+
+    Returns
+    -------
+    AlignmentResult
+        ``method="astroalign"``, or ``"cross-correlation"`` with ``fallback`` saying why
+        (too few stars, star detection failed on the data, no asterism match).
 
     Raises
     ------
@@ -181,26 +201,44 @@ def find_transform(
     """
     from skyscene.detection import find_sources
 
+    check_positive("find_transform threshold", threshold)
+    reason = None
+    stars: Any = []
+    ref_stars: Any = []
     try:
         stars = find_sources(image, mask=mask, threshold=threshold)
         ref_stars = find_sources(reference, mask=reference_mask, threshold=threshold)
-    except Exception as exc:  # detection failure means: try the fallback
-        log.debug("star detection failed for alignment: %s", exc)
-        stars = ref_stars = []
-    if len(stars) >= MIN_STARS and len(ref_stars) >= MIN_STARS:
+    except _DETECTION_ERRORS as exc:
+        reason = f"star detection failed: {exc}"
+    except Exception as exc:
+        if type(exc) is not Exception:  # a bug, not a property of the data: raise it
+            raise
+        # sep reports its pixel-stack and deblending overflows as a bare Exception
+        reason = f"star detection failed: {exc}"
+    if reason is not None:
+        log.warning("%s; aligning by cross-correlation", reason)
+    elif len(stars) >= MIN_STARS and len(ref_stars) >= MIN_STARS:
         try:
             return find_transform_from_positions(
                 np.c_[stars["x"], stars["y"]], np.c_[ref_stars["x"], ref_stars["y"]]
             )
         except AlignmentError as exc:
-            log.info("star matching failed (%s); trying cross-correlation", exc)
+            reason = f"star matching failed: {exc}"
+            log.warning("%s; aligning by cross-correlation", reason)
+    else:
+        reason = (
+            f"too few stars to match ({len(stars)} in image, {len(ref_stars)} in reference; "
+            f"need {MIN_STARS})"
+        )
+        log.info("%s; aligning by cross-correlation", reason)
     if np.shape(image) != np.shape(reference):
         raise AlignmentError(
             f"cannot align: too few stars to match and shapes differ ({np.shape(image)} vs {np.shape(reference)})"
         )
-    return translation_by_cross_correlation(
+    result = translation_by_cross_correlation(
         image, reference, mask=mask, reference_mask=reference_mask
     )
+    return dataclasses.replace(result, fallback=reason)
 
 
 def warp(image, result: AlignmentResult, shape: tuple[int, int], *, order: int = 3) -> np.ndarray:
