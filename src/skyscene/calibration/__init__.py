@@ -21,16 +21,18 @@ from skyscene.calibration.masters import (
 from skyscene.calibration.process import calibrate
 
 # The container and its FITS files live in skyscene.io (algorithms do no file I/O);
-# re-exported so that ``from skyscene.calibration import read_master`` keeps working.
-from skyscene.io.masters import MASTER_KINDS, MasterFrame, read_master, write_master
+# re-exported so that ``from skyscene.calibration import read_master`` keeps working
+# (documented once, in skyscene.io: not in __all__ here).
+from skyscene.io.masters import MASTER_KINDS as MASTER_KINDS
+from skyscene.io.masters import MasterFrame as MasterFrame
+from skyscene.io.masters import read_master as read_master
+from skyscene.io.masters import write_master as write_master
 
 __all__ = [
     "FRAME_TYPE_KEYS",
-    "MASTER_KINDS",
     "CalibrationSet",
     "CombineConfig",
     "CombinedFrame",
-    "MasterFrame",
     "bad_pixel_mask",
     "calibrate",
     "classify_frame",
@@ -39,6 +41,4 @@ __all__ = [
     "make_master_dark",
     "make_master_flat",
     "mask_cosmic_rays",
-    "read_master",
-    "write_master",
 ]
