@@ -95,6 +95,12 @@ class MasterFrame:
         object.__setattr__(self, "mask", mask)
         object.__setattr__(self, "n_frames", int(self.n_frames))
 
+    def __setstate__(self, state: dict) -> None:
+        # unpickled arrays come back writeable: keep the master immutable across processes
+        self.__dict__.update(state)
+        for key in ("data", "variance", "mask"):
+            state[key].setflags(write=False)
+
     def _where(self) -> str:
         meta = self.meta if isinstance(self.meta, dict) else {}
         if meta.get("filename"):
