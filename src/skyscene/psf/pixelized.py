@@ -114,7 +114,14 @@ class PixelizedPSF(PSFModel):
 
 def _rebuild_pixelized(image, oversampling, order):
     # validated when first built: an unpickled copy is not checked (nor warned about) again
-    return PixelizedPSF(image, oversampling=oversampling, order=order, validate=False)
+    psf = PixelizedPSF(image, oversampling=oversampling, order=order, validate=False)
+    # ``image`` is already normalised: dividing it by its sum (1 to rounding) again would
+    # change its last bits; keep it exactly, so that a pickle round trip is the identity.
+    psf.image = image
+    psf._coeffs = (
+        ndimage.spline_filter(image, order=order, mode="grid-constant") if order > 1 else image
+    )
+    return psf
 
 
 class GalSimPSF(PSFModel):
