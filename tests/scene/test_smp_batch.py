@@ -186,3 +186,33 @@ def test_interrupt_exits_130(monkeypatch, caplog):
     assert main(["smp-batch", "d.csv", "--stamps", "s", "--out", "o.parquet"]) == 130
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert [r.getMessage() for r in errors] == ["interrupted"] and errors[0].exc_info is None
+
+
+def test_verbosity_is_parsed_before_or_after_every_subcommand():
+    from skyscene.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["reduce", "-q", "data", "out"])
+    assert (args.quiet, args.verbose) == (True, 0)
+    args = parser.parse_args(["-v", "simulate", "tno", "out"])  # before: kept
+    assert (args.quiet, args.verbose) == (False, 1)
+    args = parser.parse_args(["simulate", "tno", "out", "-vv"])
+    assert args.verbose == 2
+
+
+def test_unreachable_scheduler_at_the_cli(stamps, tmp_path, caplog):
+    import socket
+
+    root, truth = stamps
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    csv = _csv(tmp_path / "det.csv", truth, ["d1"])
+    argv = ["smp-batch", str(csv), "--stamps", str(root), "--out", str(tmp_path / "r.parquet")]
+    argv += ["--scheduler", f"tcp://127.0.0.1:{port}", "--connect-timeout", "1"]
+    assert main(argv) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert errors[0].startswith(
+        f"cannot reach the Dask scheduler 'tcp://127.0.0.1:{port}' within 1 s"
+    )
