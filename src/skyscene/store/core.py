@@ -346,6 +346,15 @@ class CandidateStore:
             return sqlite_insert(table)
         return insert(table)
 
+    def _bulk_insert(self, connection, table: str, rows: list[dict]) -> None:
+        """executemany through the driver: SQLAlchemy's per-row parameter processing is
+        most of the time of an ingest otherwise. Values are plain Python numbers, strings,
+        None and datetimes, which every driver takes as they are."""
+        names = list(rows[0])
+        mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+        sql = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))})"
+        connection.exec_driver_sql(sql, [tuple(r[k] for k in names) for r in rows])
+
     def _ensure_image(self, connection, path: str, **values: Any) -> int:
         table = _t(m.Image)
         stmt = self._insert(table).values(path=path, **values)
@@ -446,7 +455,12 @@ class CandidateStore:
             for row in rows:
                 row["pair_key"] = pair_key
             if rows:
-                connection.execute(insert(_t(m.Candidate)), rows)
+                now: Any = dt.datetime.now(dt.UTC)
+                if self._dialect == "sqlite":  # SQLAlchemy's SQLite DATETIME text form
+                    now = now.strftime("%Y-%m-%d %H:%M:%S.%f")
+                for row in rows:
+                    row["created_at"] = now
+                self._bulk_insert(connection, "candidates", rows)
             if blobs:
                 connection.execute(insert(_t(m.Cutout)), blobs)
         log.debug("pair %s: %d candidates, %d new objects", pair.pair_id, n, n_new)
@@ -463,28 +477,37 @@ class CandidateStore:
                 raise DataError(
                     f"{where}: candidate table has no {name!r} column and the pair record none"
                 )
-        names = [name for name in m.FEATURE_COLUMNS if name in columns]
-        rows = []
-        for i in range(n):
-            row: dict[str, Any] = {"candid": columns["candid"][i]}
-            for name in m.FEATURE_COLUMNS:
-                row[name] = (
-                    _finite_or_none(columns[name][i]) if name in names else defaults.get(name)
-                )
-            value = row["isdiffpos"]
+        lists: dict[str, list] = {"candid": columns["candid"]}
+        for name in m.FEATURE_COLUMNS:
+            if name in columns:
+                lists[name] = [
+                    None if isinstance(v, float) and not math.isfinite(v) else v
+                    for v in columns[name]
+                ]
+            else:
+                lists[name] = [defaults.get(name)] * n
+        flags = lists["isdiffpos"]
+        for i, value in enumerate(flags):
+            if value in ("t", "f"):
+                continue
             if isinstance(value, bool | np.bool_ | int):
-                row["isdiffpos"] = "t" if value else "f"
-            elif isinstance(value, bytes):
-                row["isdiffpos"] = value.decode()
-            if row["isdiffpos"] not in ("t", "f"):
+                flags[i] = "t" if value else "f"
+            elif isinstance(value, bytes) and value in (b"t", b"f"):
+                flags[i] = value.decode()
+            else:
                 raise DataError(
-                    f"{where}: candid {row['candid']}: isdiffpos must be 't' or 'f', got {value!r}"
+                    f"{where}: candid {lists['candid'][i]}: isdiffpos must be 't' or 'f', "
+                    f"got {value!r}"
                 )
-            for name in ("candid", "ra", "dec", "jd"):
-                if row[name] is None:
-                    raise DataError(f"{where}: row {i}: {name!r} is null or not finite")
-            row["candid"] = int(row["candid"])
-            rows.append(row)
+        for name in ("candid", "ra", "dec", "jd"):
+            bad = [i for i, v in enumerate(lists[name]) if v is None]
+            if bad:
+                raise DataError(f"{where}: row {bad[0]}: {name!r} is null or not finite")
+        lists["candid"] = [int(c) for c in lists["candid"]]
+        keys = list(lists)
+        rows = [
+            dict(zip(keys, values, strict=True)) for values in zip(*lists.values(), strict=True)
+        ]
         if len({r["candid"] for r in rows}) != len(rows):
             raise DataError(f"{where}: the candidate table repeats a candid")
         return rows
@@ -560,67 +583,62 @@ class CandidateStore:
         groups: dict[int, list[int]] = {}
         for i in unmatched:
             groups.setdefault(root(int(i)), []).append(int(i))
-        object_key: list[int] = [0] * len(rows)
+        object_key = np.zeros(len(rows), dtype=np.int64)
         if groups:
             members = list(groups.values())
-            new_rows = []
-            for idx in members:
-                lon, lat = _radec(vectors[idx].sum(axis=0, keepdims=True))
-                new_rows.append(
-                    {
-                        "ra": float(lon[0]),
-                        "dec": float(lat[0]),
-                        "n_detections": len(idx),
-                        "first_jd": float(jd[idx].min()),
-                        "last_jd": float(jd[idx].max()),
-                    }
+            group_of = np.empty(len(rows), dtype=np.int64)
+            for g, idx in enumerate(members):
+                group_of[idx] = g
+            sel = np.concatenate(members)
+            sums = np.zeros((len(members), 3))
+            np.add.at(sums, group_of[sel], vectors[sel])
+            first = np.full(len(members), np.inf)
+            last = np.full(len(members), -np.inf)
+            np.minimum.at(first, group_of[sel], jd[sel])
+            np.maximum.at(last, group_of[sel], jd[sel])
+            lon, lat = _radec(sums)
+            # Ids given here, under the write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: the
+            # advisory lock), so the objectId is written with the row.
+            start = int(connection.scalar(select(func.coalesce(func.max(objects.c.id), 0))))
+            prefix = self.config.object_prefix
+            new_rows = [
+                {
+                    "id": start + g + 1,
+                    "object_id": format_object_id(start + g + 1, _year(float(first[g])), prefix),
+                    "ra": float(lon[g]),
+                    "dec": float(lat[g]),
+                    "n_detections": len(members[g]),
+                    "first_jd": float(first[g]),
+                    "last_jd": float(last[g]),
+                }
+                for g in range(len(members))
+            ]
+            self._bulk_insert(connection, "objects", new_rows)
+            if self._dialect == "postgresql":
+                connection.exec_driver_sql(
+                    "SELECT setval(pg_get_serial_sequence('objects', 'id'), "
+                    f"{start + len(members)})"
                 )
-            ids = (
-                connection.execute(
-                    insert(objects).returning(objects.c.id, sort_by_parameter_order=True), new_rows
-                )
-                .scalars()
-                .all()
-            )
-            connection.execute(
-                update(objects)
-                .where(objects.c.id == bindparam("oid"))
-                .values(object_id=bindparam("name")),
-                [
-                    {
-                        "oid": oid,
-                        "name": format_object_id(
-                            oid, _year(r["first_jd"]), self.config.object_prefix
-                        ),
-                    }
-                    for oid, r in zip(ids, new_rows, strict=True)
-                ],
-            )
-            for oid, idx in zip(ids, members, strict=True):
-                for member in idx:
-                    object_key[member] = oid
+            object_key[sel] = start + 1 + group_of[sel]
         matched = np.flatnonzero(key >= 0)
         if matched.size:
-            updates = []
-            for j in np.unique(key[matched]):
-                idx = matched[key[matched] == j]
-                oid, o_ra, o_dec, o_n, o_first, o_last = existing[int(j)]
-                total = _unit_vectors(np.array([o_ra]), np.array([o_dec]))[0] * o_n + vectors[
-                    idx
-                ].sum(axis=0)
-                lon, lat = _radec(total[None, :])
-                updates.append(
-                    {
-                        "oid": oid,
-                        "ra": float(lon[0]),
-                        "dec": float(lat[0]),
-                        "n": o_n + len(idx),
-                        "first": min(o_first if o_first is not None else np.inf, jd[idx].min()),
-                        "last": max(o_last if o_last is not None else -np.inf, jd[idx].max()),
-                    }
+            targets, inverse = np.unique(key[matched], return_inverse=True)
+            state = [existing[int(j)] for j in targets]
+            n_old = np.array([row[3] for row in state], dtype=float)
+            sums = (
+                _unit_vectors(
+                    np.array([row[1] for row in state]), np.array([row[2] for row in state])
                 )
-                for i in idx:
-                    object_key[int(i)] = oid
+                * n_old[:, None]
+            )
+            np.add.at(sums, inverse, vectors[matched])
+            added = np.bincount(inverse, minlength=len(targets))
+            first = np.array([np.inf if row[4] is None else row[4] for row in state])
+            last = np.array([-np.inf if row[5] is None else row[5] for row in state])
+            np.minimum.at(first, inverse, jd[matched])
+            np.maximum.at(last, inverse, jd[matched])
+            lon, lat = _radec(sums)
+            ids = np.array([row[0] for row in state], dtype=np.int64)
             connection.execute(
                 update(objects)
                 .where(objects.c.id == bindparam("oid"))
@@ -631,9 +649,20 @@ class CandidateStore:
                     first_jd=bindparam("first"),
                     last_jd=bindparam("last"),
                 ),
-                [{**u, "first": float(u["first"]), "last": float(u["last"])} for u in updates],
+                [
+                    {
+                        "oid": int(ids[t]),
+                        "ra": float(lon[t]),
+                        "dec": float(lat[t]),
+                        "n": int(n_old[t] + added[t]),
+                        "first": float(first[t]),
+                        "last": float(last[t]),
+                    }
+                    for t in range(len(targets))
+                ],
             )
-        for row, oid in zip(rows, object_key, strict=True):
+            object_key[matched] = ids[inverse]
+        for row, oid in zip(rows, object_key.tolist(), strict=True):
             row["object_key"] = oid
         return len(groups), int(matched.size)
 
