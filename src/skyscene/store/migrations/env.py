@@ -7,8 +7,11 @@ from sqlalchemy import create_engine
 
 from skyscene.store.models import Base
 
-config = context.config
 target_metadata = Base.metadata
+
+
+def _config():
+    return context.config
 
 
 def _configure(**kwargs) -> None:
@@ -16,7 +19,7 @@ def _configure(**kwargs) -> None:
 
 
 def run_migrations_offline() -> None:
-    _configure(url=config.get_main_option("sqlalchemy.url"), literal_binds=True)
+    _configure(url=_config().get_main_option("sqlalchemy.url"), literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -35,11 +38,11 @@ def _run(connection) -> None:
 
 
 def run_migrations_online() -> None:
-    connection = config.attributes.get("connection")
+    connection = _config().attributes.get("connection")
     if connection is not None:
         _run(connection)
         return
-    engine = create_engine(config.get_main_option("sqlalchemy.url") or "sqlite://")
+    engine = create_engine(_config().get_main_option("sqlalchemy.url") or "sqlite://")
     try:
         with engine.connect() as connection:
             _run(connection)
@@ -47,7 +50,8 @@ def run_migrations_online() -> None:
         engine.dispose()
 
 
-if context.is_offline_mode():
-    run_migrations_offline()
-else:
-    run_migrations_online()
+if __name__ != "skyscene.store.migrations.env":  # run by Alembic, not imported as a module
+    if context.is_offline_mode():
+        run_migrations_offline()
+    else:
+        run_migrations_online()
