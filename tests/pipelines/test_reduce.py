@@ -72,7 +72,7 @@ def reduced(tmp_path_factory):
 def _light_curves(result, truth, band):
     frames = {f["file"]: f for f in truth["frames"] if f["band"] == band}
     out = {}
-    for path in sorted(Path(result["lc_dir"]).glob(f"{band}_source_*.csv")):
+    for path in sorted(Path(result.lc_dir).glob(f"{band}_source_*.csv")):
         table = Table.read(path)
         fr = [frames[name] for name in table["file"]]
         k, dist = _match_source(table, fr)
@@ -109,7 +109,7 @@ def test_every_camera_sees_the_same_source_ids(reduced):
     ids = {}
     for band in ("g", "r", "i"):
         frames = {f["file"]: f for f in truth["frames"] if f["band"] == band}
-        for path in Path(reduced["optimal"]["lc_dir"]).glob(f"{band}_source_*.csv"):
+        for path in Path(reduced["optimal"].lc_dir).glob(f"{band}_source_*.csv"):
             table = Table.read(path)
             k, _ = _match_source(table, [frames[n] for n in table["file"]])
             ids.setdefault(k, set()).add(path.name.split("_source_")[1])
@@ -220,7 +220,7 @@ def test_bmjd_matches_independent_astropy(reduced):
 
     iers.conf.auto_download = False
     truth = reduced["truth"]
-    table = Table.read(Path(reduced["optimal"]["lc_dir"]) / "g_source_0.csv")
+    table = Table.read(Path(reduced["optimal"].lc_dir) / "g_source_0.csv")
     mid = {f["file"]: f["mjd_mid_utc"] for f in truth["frames"]}
     t = Time(
         [mid[n] for n in table["file"]],
@@ -234,8 +234,8 @@ def test_bmjd_matches_independent_astropy(reduced):
 
 
 def test_custom_local_background_is_used(reduced):
-    default = Table.read(Path(reduced["optimal"]["lc_dir"]) / "g_source_1.csv")
-    custom_dir = Path(reduced["custom"]["lc_dir"])
+    default = Table.read(Path(reduced["optimal"].lc_dir) / "g_source_1.csv")
+    custom_dir = Path(reduced["custom"].lc_dir)
     assert custom_dir.name == "optimal_offset_background"
     custom = Table.read(custom_dir / "g_source_1.csv")
     np.testing.assert_allclose(custom["bkg"] - default["bkg"], 5.0, atol=1e-9)
@@ -377,7 +377,7 @@ def test_reduction_with_calibration_frames_removes_the_flat(tmp_path):
         raw, tmp_path / "out_cal", config=config, calibration=tmp_path / "cal", progress=False
     )
     calibrated.create_catalogs()
-    with_cal = calibrated.photometry("optimal")["light_curves"]["g"]
+    with_cal = calibrated.photometry("optimal").light_curves["g"]
     bkg = np.concatenate([np.asarray(t["bkg"]) for t in with_cal.values()])
     levels = np.array([f["bkg"] for f in truth.frames]).ravel()
     assert abs(np.median(bkg) / np.median(levels) - 1) < 0.01, (
@@ -386,7 +386,7 @@ def test_reduction_with_calibration_frames_removes_the_flat(tmp_path):
     # without calibration the bias (1000 ADU) stays in the background
     uncalibrated = Reducer(raw, tmp_path / "out_raw", config=config, progress=False)
     uncalibrated.create_catalogs()
-    raw_lcs = uncalibrated.photometry("optimal")["light_curves"]["g"]
+    raw_lcs = uncalibrated.photometry("optimal").light_curves["g"]
     raw_bkg = np.concatenate([np.asarray(t["bkg"]) for t in raw_lcs.values()])
     assert np.median(raw_bkg) > np.median(levels) + 500
 
@@ -406,7 +406,7 @@ def test_psf_mode_frame_follows_variable_seeing(tmp_path):
             progress=False,
         )
         reducer.create_catalogs()
-        lcs = reducer.photometry("optimal")["light_curves"]["r"]
+        lcs = reducer.photometry("optimal").light_curves["r"]
         per_source = _flux_ratios(lcs, truth, "r")
         ratios = np.concatenate(
             [
@@ -451,7 +451,7 @@ def test_moffat_psf_optimal_flux_stays_total(tmp_path):
             progress=False,
         )
         reducer.create_catalogs()
-        lcs = reducer.photometry("optimal")["light_curves"]["g"]
+        lcs = reducer.photometry("optimal").light_curves["g"]
         per_source = _flux_ratios(lcs, truth, "g")
         ratios[corrected] = float(np.median([np.mean(r) for r in per_source.values()]))
         if corrected:
@@ -471,7 +471,7 @@ def test_rerun_resumes_from_finished_tasks(tmp_path, monkeypatch):
     def run():
         reducer = Reducer(tmp_path / "raw", tmp_path / "out", config=config, progress=False)
         reducer.create_catalogs()
-        return reducer.photometry("optimal")["light_curves"]["g"]
+        return reducer.photometry("optimal").light_curves["g"]
 
     first = run()
     work = tmp_path / "out" / ".work"
@@ -507,7 +507,7 @@ def test_masked_pixels_are_flagged_without_warnings(tmp_path):
         raw, tmp_path / "out", config=ReduceConfig(scheduler="synchronous"), progress=False
     )
     reducer.create_catalogs()
-    lcs = reducer.photometry("optimal")["light_curves"]["g"]
+    lcs = reducer.photometry("optimal").light_curves["g"]
     frames = {f["file"]: f for f in truth.frames}
     for table in lcs.values():
         k, _ = _match_source(table, [frames[n] for n in table["file"]])

@@ -70,7 +70,7 @@ def hot_pixel(tmp_path_factory):
 
 def test_one_extreme_pixel_is_masked_counted_and_flagged(hot_pixel):
     truth, frame = hot_pixel["truth"], hot_pixel["frame"]
-    lcs = hot_pixel["result"]["light_curves"]["g"]
+    lcs = hot_pixel["result"].light_curves["g"]
     assert len(lcs) == len(truth.sources)
     for table in lcs.values():
         k = _truth_index(table, truth)
@@ -92,8 +92,8 @@ def test_one_extreme_pixel_is_masked_counted_and_flagged(hot_pixel):
 
 
 def test_light_curves_carry_units_metadata_and_a_table_per_band(hot_pixel):
-    lc_dir = hot_pixel["result"]["lc_dir"]
-    lcs = hot_pixel["result"]["light_curves"]["g"]
+    lc_dir = hot_pixel["result"].lc_dir
+    lcs = hot_pixel["result"].light_curves["g"]
     one = Table.read(lc_dir / "g_source_0.parquet")
     assert str(one["BMJD"].unit) == "d" and str(one["flux"].unit) == "adu"
     assert str(one["x"].unit) == "pix" and str(one["bkg"].unit) == "adu / pix"

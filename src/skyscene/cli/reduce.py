@@ -34,7 +34,7 @@ def _reduce(args) -> int:
     with reducer:  # the output folder stays ours from the catalogs to the light curves
         reducer.create_catalogs()
         result = reducer.photometry(args.photometer, local_background=args.local_background)
-    print(f"light curves: {result['lc_dir']}")
+    print(f"light curves: {result.lc_dir}")
     print(f"catalogs:     {Path(args.out_dir) / 'cat'}")
     print(f"plots:        {Path(args.out_dir) / 'diag'}")
     if reducer.skipped:

@@ -293,6 +293,7 @@ class OutputFolder:
         self.ignore = tuple(ignore)
         self._depth = 0
         self._owner: LockOwner | None = None
+        self._began: LockOwner | None = None  # who wrote RUNNING first (this object's run)
 
     # ------------------------------------------------------------------ public
     @property
@@ -489,11 +490,8 @@ class OutputFolder:
 
         running = self.path / RUNNING_NAME
         previous = _read_owner(running) if running.exists() else None
-        mine = previous is not None and (previous.pid, previous.host) == (
-            os.getpid(),
-            socket.gethostname(),
-        )
-        if previous is not None and not mine:  # a step of this process may have begun it
+        # an earlier step of this same object began it: not an unfinished run
+        if previous is not None and previous != self._began:
             log.warning(
                 "%s: the previous run (%s) did not finish; finished parts are reused, "
                 "the rest is redone",
@@ -504,8 +502,9 @@ class OutputFolder:
             remove_stale_tmp(self.path)
             with contextlib.suppress(FileNotFoundError):
                 (self.path / SUMMARY_NAME).unlink()
-            owner = self._owner or _owner_now()
-            atomic_write_text(running, json.dumps(dataclasses.asdict(owner)))
+            if self._began is None:
+                self._began = self._owner or _owner_now()
+            atomic_write_text(running, json.dumps(dataclasses.asdict(self._began)))
             atomic_write_text(
                 self.path / CONFIG_NAME, json.dumps(self.config, indent=1, sort_keys=True)
             )

@@ -3,7 +3,8 @@
 >>> from skyscene.pipelines.reduce import Reducer          # doctest: +SKIP
 >>> reducer = Reducer("raw/", "out/")                       # doctest: +SKIP
 >>> reducer.create_catalogs()                               # doctest: +SKIP
->>> reducer.photometry("optimal")                           # doctest: +SKIP
+>>> result = reducer.photometry("optimal")                  # doctest: +SKIP
+>>> result.light_curves["g"][0]["flux"]                     # doctest: +SKIP
 
 Steps: header checks (instrument profiles) → optional calibration → per filter a
 reference frame, its source catalog and PSF shape → alignment of every frame to its
@@ -40,7 +41,16 @@ from skyscene.io import atomic_write_text, is_fits, parse_header, read_exposure,
 from skyscene.pipelines._outdir import OutputFolder
 from skyscene.pipelines._scheduler import run_tasks, task_key
 
-__all__ = ["FrameRecord", "ReduceConfig", "Reducer", "demo_stage"]
+__all__ = [
+    "BandSetup",
+    "Discovery",
+    "FrameAlignment",
+    "FrameRecord",
+    "ReduceConfig",
+    "Reducer",
+    "ReductionResult",
+    "demo_stage",
+]
 
 log = logging.getLogger(__name__)
 
@@ -297,26 +307,164 @@ def _one_line(exc: BaseException, path: str | None = None) -> str:
     return text
 
 
+@dataclass(frozen=True, kw_only=True)
+class Discovery:
+    """What :meth:`Reducer.discover` found in the data folder.
+
+    Attributes
+    ----------
+    frames : tuple of FrameRecord
+        Usable frames, sorted by band and time.
+    skipped : tuple of (str, str)
+        Files skipped, with the reason.
+    """
+
+    frames: tuple[FrameRecord, ...]
+    skipped: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class _ReferenceInfo:
+    """What later steps need of a reference frame, so that it is read only once."""
+
+    path: str
+    wcs: Any
+    shape: tuple[int, int]
+    header: Any
+    ra: float | None
+    dec: float | None
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class BandSetup:
+    """One filter after :meth:`Reducer.create_catalogs`.
+
+    Attributes
+    ----------
+    band : str
+    reference : str
+        Path of the reference frame.
+    catalog : astropy.table.Table
+        Its sources, with the global ``id`` column (and ``ra``, ``dec`` with a WCS).
+    shape : PSFShape
+        The camera's PSF shape.
+    flux_correction : FluxCorrection or None
+        Total/optimal flux ratio measured on bright stars (None when disabled).
+    """
+
+    band: str
+    reference: str
+    catalog: Any
+    shape: Any
+    flux_correction: Any
+    reference_info: _ReferenceInfo
+
+
+@dataclass(frozen=True, kw_only=True)
+class FrameAlignment:
+    """One aligned frame: its transform to the reference and what was measured on it."""
+
+    path: str
+    band: str
+    matrix: np.ndarray
+    method: str
+    n_matches: int
+    rms: float
+    bkg_level: float
+    bkg_rms: float
+    psf_size: float
+    n_nonphysical: int = 0
+    n_saturated: int = 0
+
+    def stats(self) -> dict[str, Any]:
+        """The per-frame numbers as a dict (``frames.csv``, :attr:`Reducer.frame_stats`)."""
+        return {
+            "bkg_level": self.bkg_level,
+            "bkg_rms": self.bkg_rms,
+            "method": self.method,
+            "n_matches": self.n_matches,
+            "rms": self.rms,
+            "psf_size": self.psf_size,
+            "n_nonphysical": self.n_nonphysical,
+            "n_saturated": self.n_saturated,
+        }
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class ReductionResult:
+    """What :meth:`Reducer.photometry` returns.
+
+    Attributes
+    ----------
+    lc_dir : Path
+        ``OUT_DIR/lcs/<photometer>_<background>/``.
+    files : tuple of Path
+        Per-source light-curve files written (CSV and Parquet).
+    band_files : tuple of Path
+        One table per band (``<band>_lightcurves.csv`` and ``.parquet``).
+    n_frames : int
+        Frames measured (aligned frames of every band).
+    skipped : tuple of (str, str)
+        Files skipped, with the reason.
+    light_curves : dict of str to dict of int to Table
+        Per band, per source id: the light curve.
+    """
+
+    lc_dir: Path
+    files: tuple[Path, ...]
+    band_files: tuple[Path, ...]
+    n_frames: int
+    skipped: tuple[tuple[str, str], ...]
+    light_curves: dict[str, dict[int, Any]]
+
+    def to_table(self):
+        """Every light curve of every band in one table (``band``, ``source_id`` first)."""
+        from astropy.table import vstack
+
+        tables = []
+        for band in sorted(self.light_curves):
+            t = _band_table(band, self.light_curves[band])
+            t.meta = {}
+            t.add_column([band] * len(t), name="band", index=0)
+            tables.append(t)
+        return vstack(tables, metadata_conflicts="silent")
+
+
 class Reducer:
     """Reduce a folder of FITS frames (one or several cameras/filters) to light curves.
+
+    Steps, each explicit: :meth:`discover` (headers), :meth:`create_catalogs` (reference,
+    catalog, PSF shape and alignment per filter; discovers first if needed) and
+    :meth:`photometry` (light curves; makes the catalogs first if needed). Construction
+    only checks that the data folder exists and is not empty.
 
     Parameters
     ----------
     data_dir : path
         Folder of frames (FITS; other files are skipped with a log line).
     out_dir : path
-        Output folder: ``cat/``, ``lcs/``, ``diag/``, ``config.json``, ``summary.json``.
+        Output folder (an :class:`~skyscene.pipelines._outdir.OutputFolder`): ``cat/``,
+        ``lcs/``, ``diag/``, ``frames.csv``, ``config.json``, ``summary.json``.
     config : ReduceConfig, optional
     calibration : path or CalibrationSet, optional
-        Folder of bias/dark/flat frames (or a prepared set) applied to every frame.
+        Folder of bias/dark/flat frames (or a prepared set) applied to every frame
+        (read at the first step that needs it).
     progress : bool
         Progress bars for the steps a person waits on.
+    overwrite : bool
+        Accept an output folder made with another configuration (its contents are
+        removed); otherwise such a folder is refused.
 
     Raises
     ------
     InputFileError
-        ``data_dir`` missing or without any usable FITS frame (the message lists why
-        each file was skipped).
+        ``data_dir`` missing or empty (at construction), or without any usable FITS
+        frame (at discovery; the message lists why each file was skipped).
+
+    Notes
+    -----
+    ``with Reducer(...) as reducer:`` holds the output folder across the steps; without
+    it each step takes the folder and gives it back.
     """
 
     def __init__(
@@ -333,23 +481,19 @@ class Reducer:
         self.out_dir = Path(out_dir)
         self.config = config or ReduceConfig()
         self.progress = progress
-        self.skipped: list[tuple[str, str]] = []
+        if not self.data_dir.is_dir():
+            raise InputFileError(f"{self.data_dir}: data folder does not exist")
+        if not any(not p.name.startswith(".") for p in self.data_dir.iterdir()):
+            raise InputFileError(f"{self.data_dir}: data folder is empty")
         self._calibration_source = calibration
+        self._calibration: Any = None if isinstance(calibration, str | Path) else calibration
         self.folder = OutputFolder(
-            self.out_dir,
-            config=self.folder_config(),
-            overwrite=overwrite,
-            ignore=_RESULT_NEUTRAL,
+            self.out_dir, config=self.folder_config(), overwrite=overwrite, ignore=_RESULT_NEUTRAL
         )
-        self.calibration = self._load_calibration(calibration)
-        self.frames = self._discover()
-        self.catalogs: dict[str, Any] = {}
-        self.shapes: dict[str, Any] = {}
-        self.transforms: dict[str, dict[str, np.ndarray]] = {}
-        self.references: dict[str, str] = {}
-        self.frame_stats: dict[str, dict[str, float]] = {}
-        self.source_ids: dict[str, np.ndarray] = {}
-        self.flux_corrections: dict[str, Any] = {}
+        self._discovery: Discovery | None = None
+        self._setups: dict[str, BandSetup] = {}
+        self._alignments: dict[str, FrameAlignment] = {}
+        self._failed: list[tuple[str, str]] = []  # frames that could not be aligned
 
     def folder_config(self) -> dict[str, Any]:
         """What identifies this reduction's results: recorded as ``OUT_DIR/config.json``.
@@ -382,111 +526,92 @@ class Reducer:
     def __exit__(self, *exc_info) -> None:
         self.folder.__exit__(*exc_info)
 
-    # ------------------------------------------------------------------ discovery
-    def _load_calibration(self, calibration):
-        if calibration is None or not isinstance(calibration, str | Path):
-            return calibration
-        from skyscene.calibration import CalibrationSet
+    # ------------------------------------------------------------------ state, read-only
+    @property
+    def calibration(self):
+        """The calibration set (read from its folder at first use), or None."""
+        if self._calibration is None and self._calibration_source is not None:
+            from skyscene.calibration import CalibrationSet
 
-        return CalibrationSet.from_directory(calibration, profile=self.config.profile)
-
-    def _skip(self, path, reason: str) -> None:
-        log.warning("skipping %s: %s", path, reason)
-        self.skipped.append((str(path), reason))
-
-    def _discover(self) -> list[FrameRecord]:
-        from astropy.io import fits
-        from astropy.io.fits.verify import VerifyError
-        from astropy.utils.exceptions import AstropyUserWarning
-
-        if not self.data_dir.is_dir():
-            raise InputFileError(f"{self.data_dir}: data folder does not exist")
-        files = sorted(
-            p for p in self.data_dir.iterdir() if p.is_file() and not p.name.startswith(".")
-        )
-        if not files:
-            raise InputFileError(f"{self.data_dir}: data folder is empty")
-        from tqdm.auto import tqdm
-
-        records = []
-        for path in tqdm(files, desc="reading headers", unit="file", disable=not self.progress):
-            if path.suffix == ".json":
-                continue
-            if not is_fits(path):
-                self._skip(path, "not a FITS file")
-                continue
-            try:
-                with warnings.catch_warnings():
-                    # astropy warns about truncation before failing; the skip reason says it
-                    warnings.simplefilter("ignore", AstropyUserWarning)
-                    with fits.open(path, memmap=False) as hdul:
-                        hdu = hdul["SCI"] if "SCI" in hdul else hdul[0]
-                        header = hdu.header
-                        data = hdu.data
-                        if data is None or data.ndim != 2:
-                            raise DataError(f"{path}: no 2-D image")
-                        if not np.isfinite(data).any():
-                            raise DataError(f"{path}: image has no finite pixel (all NaN)")
-                        info = parse_header(header, filename=str(path), profile=self.config.profile)
-                        shape = data.shape
-            except (HeaderError, DataError, OSError) as exc:
-                self._skip(path, str(exc))
-                continue
-            except (ValueError, TypeError, VerifyError) as exc:
-                # astropy on a truncated or corrupt file ("cannot reshape array of size 30
-                # into shape (64,64)", unparsable cards)
-                self._skip(path, f"unreadable FITS file (truncated or corrupt: {exc})")
-                continue
-            records.append(
-                FrameRecord(
-                    path=str(path),
-                    band=info.band,
-                    mjd_mid=float(info.time_mid.utc.mjd),
-                    exptime=info.exptime,
-                    binning=info.binning,
-                    shape=shape,
-                )
+            self._calibration = CalibrationSet.from_directory(
+                self._calibration_source, profile=self.config.profile
             )
-        # binning and shape must agree within a filter: keep the majority, skip the rest
-        by_band: dict[str, list[FrameRecord]] = defaultdict(list)
-        for r in records:
-            by_band[r.band].append(r)
-        kept = []
-        for band, recs in by_band.items():
-            (binning, shape), _ = Counter((r.binning, r.shape) for r in recs).most_common(1)[0]
-            for r in recs:
-                if r.binning != binning:
-                    self._skip(
-                        r.path,
-                        f"binning {r.binning[0]}x{r.binning[1]} differs from the {binning[0]}x{binning[1]} of the other '{band}' frames",
-                    )
-                elif r.shape != shape:
-                    self._skip(
-                        r.path,
-                        f"shape {r.shape} differs from the {shape} of the other '{band}' frames",
-                    )
-                else:
-                    kept.append(r)
-        if not kept:
-            detail = "; ".join(f"{Path(p).name}: {why}" for p, why in self.skipped[:10])
-            raise InputFileError(f"{self.data_dir}: no usable FITS frame ({detail})")
-        kept.sort(key=lambda r: (r.band, r.mjd_mid))
-        log.info(
-            "found %d frames in %d filter(s): %s",
-            len(kept),
-            len(by_band),
-            ", ".join(
-                f"{b}: {sum(r.band == b for r in kept)}" for b in sorted({r.band for r in kept})
-            ),
-        )
-        return kept
+        return self._calibration
+
+    @property
+    def frames(self) -> list[FrameRecord]:
+        """Usable frames (discovered, minus those that could not be aligned)."""
+        failed = {p for p, _ in self._failed}
+        return [r for r in self.discover().frames if r.path not in failed]
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """Files skipped so far and why (discovery, then alignment)."""
+        found = list(self._discovery.skipped) if self._discovery is not None else []
+        return found + self._failed
 
     @property
     def bands(self) -> list[str]:
         return sorted({r.band for r in self.frames})
 
+    @property
+    def setups(self) -> dict[str, BandSetup]:
+        """Per band: reference, catalog, PSF shape, flux correction (after the catalogs)."""
+        return dict(self._setups)
+
+    @property
+    def catalogs(self) -> dict[str, Any]:
+        return {b: s.catalog for b, s in self._setups.items()}
+
+    @property
+    def shapes(self) -> dict[str, Any]:
+        return {b: s.shape for b, s in self._setups.items()}
+
+    @property
+    def references(self) -> dict[str, str]:
+        return {b: s.reference for b, s in self._setups.items()}
+
+    @property
+    def flux_corrections(self) -> dict[str, Any]:
+        return {
+            b: s.flux_correction for b, s in self._setups.items() if s.flux_correction is not None
+        }
+
+    @property
+    def alignments(self) -> dict[str, FrameAlignment]:
+        """Per frame path: its alignment (after the catalogs)."""
+        return dict(self._alignments)
+
+    @property
+    def transforms(self) -> dict[str, dict[str, np.ndarray]]:
+        out: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
+        for a in self._alignments.values():
+            out[a.band][a.path] = a.matrix
+        return dict(out)
+
+    @property
+    def frame_stats(self) -> dict[str, dict[str, Any]]:
+        return {p: a.stats() for p, a in self._alignments.items()}
+
     def _band_frames(self, band: str) -> list[FrameRecord]:
         return [r for r in self.frames if r.band == band]
+
+    # ------------------------------------------------------------------ discovery
+    def discover(self) -> Discovery:
+        """Read every header of the data folder once; the usable frames and the skipped files.
+
+        Files that are not FITS, are truncated or corrupt, lack the filter or time, are
+        all-NaN, or whose binning/shape differs from the other frames of their filter
+        are skipped and logged. Later calls return the same result.
+
+        Raises
+        ------
+        InputFileError
+            No usable frame (the message lists why files were skipped).
+        """
+        if self._discovery is None:
+            self._discovery = _discover(self.data_dir, self.config.profile, self.progress)
+        return self._discovery
 
     # ------------------------------------------------------------------ catalogs
     def create_catalogs(self) -> dict[str, Any]:
@@ -499,134 +624,116 @@ class Reducer:
             return self._create_catalogs()
 
     def _create_catalogs(self) -> dict[str, Any]:
+        self.discover()
+        self._setups, self._alignments, self._failed = {}, {}, []
+        found = {band: self._band_reference(band) for band in self.bands}
+        ids = _assign_ids({b: f["catalog"] for b, f in found.items()}, found, self.config)
+        for band, f in found.items():
+            f["catalog"]["id"] = ids[band]
+            self._setups[band] = BandSetup(
+                band=band,
+                reference=f["reference"],
+                catalog=f["catalog"],
+                shape=f["shape"],
+                flux_correction=f["flux_correction"],
+                reference_info=f["info"],
+            )
+        self._align_frames()
+        self._write_catalogs({b: f["exposure"] for b, f in found.items()})
+        return self.catalogs
+
+    def _band_reference(self, band: str) -> dict[str, Any]:
+        """Reference frame, catalog, PSF shape and flux correction of one filter."""
         from skyscene.background import estimate_background
         from skyscene.detection import find_sources
         from skyscene.photometry import measure_flux_correction
         from skyscene.psf import combine_shapes, estimate_psf_shape, moment_sizes
 
         cfg = self.config
-        for band in self.bands:
-            frames = self._band_frames(band)
-            best, shapes, stars = None, [], []
-            sizes: list[float] = []
-            failures: list[str] = []
-            for rec in frames[: cfg.reference_candidates]:
-                try:
-                    exp = _read(rec.path, cfg.profile, self.calibration, cfg.cosmic_rays)
-                    bkg = estimate_background(exp.data, mask=exp.mask, box_size=cfg.background_box)
-                    cat = find_sources(
-                        exp.data, mask=exp.mask, threshold=cfg.threshold, background=bkg, edge=10
-                    )
-                except SkysceneError as exc:
-                    log.info("%s: no catalog (%s)", rec.path, exc)
-                    failures.append(_one_line(exc, rec.path))
-                    continue
-                clean = cat[(cat["flag"] == 0)]
-                xy = np.c_[clean["x"], clean["y"]]
-                isolated = xy[_isolated(xy, 15.0)]
-                try:
-                    shapes.append(
-                        estimate_psf_shape(exp.data, isolated, mask=exp.mask, half_size=8)
-                    )
-                except DataError as exc:
-                    log.info("%s: no PSF shape (%s)", rec.path, exc)
-                    failures.append(_one_line(exc, rec.path))
-                sizes.extend(moment_sizes(exp.data - bkg.background, isolated, mask=exp.mask))
-                stars.append((exp, isolated))
-                if best is None or len(cat) > len(best[1]):
-                    best = (rec, cat, exp)
-            if best is None or not shapes:
-                tried = min(len(frames), cfg.reference_candidates)
-                detail = "; ".join(dict.fromkeys(failures[:3]))
-                more = f"; and {len(failures) - 3} more" if len(failures) > 3 else ""
-                raise DataError(
-                    f"filter '{band}': none of its first {tried} frames yields a source catalog "
-                    f"and a PSF shape ({detail or 'no isolated stars'}{more})"
+        frames = self._band_frames(band)
+        best, shapes, stars = None, [], []
+        sizes: list[float] = []
+        failures: list[str] = []
+        for rec in frames[: cfg.reference_candidates]:
+            try:
+                exp = _read(rec.path, cfg.profile, self.calibration, cfg.cosmic_rays)
+                bkg = estimate_background(exp.data, mask=exp.mask, box_size=cfg.background_box)
+                cat = find_sources(
+                    exp.data, mask=exp.mask, threshold=cfg.threshold, background=bkg, edge=10
                 )
-            rec, cat, exp = best
-            # Axis ratio and orientation: median of the star fits over the candidate frames.
-            # Size: median adaptive-moment sigma of the same stars, which is unbiased where a
-            # few noisy fits are not (optimal photometry's flux scales with the weight width).
-            shape = combine_shapes(shapes)
-            if np.isfinite(sizes).any():
-                scale = float(np.nanmedian(sizes)) / shape.sigma
-                shape = dataclasses.replace(
-                    shape,
-                    sigma_major=shape.sigma_major * scale,
-                    sigma_minor=shape.sigma_minor * scale,
-                )
-            log.info(
-                "filter %s: reference %s, %d sources, PSF σ = %.2f × %.2f px, θ = %.2f rad",
-                band,
-                Path(rec.path).name,
-                len(cat),
-                shape.sigma_major,
-                shape.sigma_minor,
-                shape.theta,
+            except SkysceneError as exc:
+                log.info("%s: no catalog (%s)", rec.path, exc)
+                failures.append(_one_line(exc, rec.path))
+                continue
+            clean = cat[(cat["flag"] == 0)]
+            xy = np.c_[clean["x"], clean["y"]]
+            isolated = xy[_isolated(xy, 15.0)]
+            try:
+                shapes.append(estimate_psf_shape(exp.data, isolated, mask=exp.mask, half_size=8))
+            except DataError as exc:
+                log.info("%s: no PSF shape (%s)", rec.path, exc)
+                failures.append(_one_line(exc, rec.path))
+            sizes.extend(moment_sizes(exp.data - bkg.background, isolated, mask=exp.mask))
+            stars.append((exp, isolated))
+            if best is None or len(cat) > len(best[1]):
+                best = (rec, cat, exp)
+        if best is None or not shapes:
+            tried = min(len(frames), cfg.reference_candidates)
+            detail = "; ".join(dict.fromkeys(failures[:3]))
+            more = f"; and {len(failures) - 3} more" if len(failures) > 3 else ""
+            raise DataError(
+                f"filter '{band}': none of its first {tried} frames yields a source catalog "
+                f"and a PSF shape ({detail or 'no isolated stars'}{more})"
             )
-            if exp.wcs is not None:
-                sky = exp.wcs.pixel_to_world(cat["x"], cat["y"])
-                cat["ra"], cat["dec"] = sky.ra.deg, sky.dec.deg
-            self.catalogs[band] = cat
-            self.shapes[band] = shape
-            if cfg.flux_correction:
-                corr = measure_flux_correction([(e, xy, shape) for e, xy in stars])
-                self.flux_corrections[band] = corr
-                log.info(
-                    "filter %s: total/optimal flux of %d star measurements = %.4f ± %.4f (%s)",
-                    band,
-                    corr.n_stars,
-                    corr.measured,
-                    corr.error,
-                    "applied" if corr.applied else "consistent with 1, not applied",
-                )
-            self.references[band] = rec.path
-        self._assign_ids()
-        self._align_frames()
-        self._write_catalogs()
-        return self.catalogs
-
-    def _assign_ids(self) -> None:
-        """Global source ids across cameras: primary camera first, brightest first."""
-        from skyscene.align import find_transform_from_positions
-        from skyscene.detection import match_catalogs
-
-        bands = sorted(self.bands, key=lambda b: -len(self.catalogs[b]))
-        primary = bands[0]
-        pcat = self.catalogs[primary]
-        pcat["id"] = np.arange(len(pcat))
-        next_id = len(pcat)
-        pxy = np.c_[pcat["x"], pcat["y"]]
-        for band in bands[1:]:
-            cat = self.catalogs[band]
-            xy = np.c_[cat["x"], cat["y"]]
-            if "ra" in cat.colnames and "ra" in pcat.colnames:
-                ref = read_exposure(self.references[primary], profile=self.config.profile)
-                mapped = np.array(ref.wcs.world_to_pixel_values(cat["ra"], cat["dec"])).T
-            else:
-                try:
-                    mapped = find_transform_from_positions(xy, pxy).apply(xy)
-                except AlignmentError as exc:
-                    log.warning(
-                        "filter %s: cannot match sources to filter %s (%s); new ids",
-                        band,
-                        primary,
-                        exc,
-                    )
-                    mapped = np.full_like(xy, np.inf)
-            match = match_catalogs(mapped, pxy, radius=self.config.match_radius)
-            ids = np.where(match >= 0, match, -1)
-            for i in np.flatnonzero(ids < 0):
-                ids[i] = next_id
-                next_id += 1
-            cat["id"] = ids
-            log.info(
-                "filter %s: %d of %d sources matched to filter %s",
-                band,
-                int((match >= 0).sum()),
-                len(cat),
-                primary,
+        rec, cat, exp = best
+        # Axis ratio and orientation: median of the star fits over the candidate frames.
+        # Size: median adaptive-moment sigma of the same stars, which is unbiased where a
+        # few noisy fits are not (optimal photometry's flux scales with the weight width).
+        shape = combine_shapes(shapes)
+        if np.isfinite(sizes).any():
+            scale = float(np.nanmedian(sizes)) / shape.sigma
+            shape = dataclasses.replace(
+                shape, sigma_major=shape.sigma_major * scale, sigma_minor=shape.sigma_minor * scale
             )
+        log.info(
+            "filter %s: reference %s, %d sources, PSF σ = %.2f × %.2f px, θ = %.2f rad",
+            band,
+            Path(rec.path).name,
+            len(cat),
+            shape.sigma_major,
+            shape.sigma_minor,
+            shape.theta,
+        )
+        if exp.wcs is not None:
+            sky = exp.wcs.pixel_to_world(cat["x"], cat["y"])
+            cat["ra"], cat["dec"] = sky.ra.deg, sky.dec.deg
+        corr = None
+        if cfg.flux_correction:
+            corr = measure_flux_correction([(e, xy, shape) for e, xy in stars])
+            log.info(
+                "filter %s: total/optimal flux of %d star measurements = %.4f ± %.4f (%s)",
+                band,
+                corr.n_stars,
+                corr.measured,
+                corr.error,
+                "applied" if corr.applied else "consistent with 1, not applied",
+            )
+        info = _ReferenceInfo(
+            path=rec.path,
+            wcs=exp.wcs,
+            shape=exp.shape,
+            header=exp.meta.get("header"),
+            ra=exp.meta.get("ra"),
+            dec=exp.meta.get("dec"),
+        )
+        return {
+            "reference": rec.path,
+            "catalog": cat,
+            "shape": shape,
+            "flux_correction": corr,
+            "info": info,
+            "exposure": exp,
+        }
 
     def _job(self) -> _FrameJob:
         cfg = self.config
@@ -650,7 +757,7 @@ class Reducer:
         job_key = task_key(job)
         tasks = []
         for band in self.bands:
-            cat = self.catalogs[band]
+            cat = self._setups[band].catalog
             ref_xy = np.c_[cat["x"], cat["y"]]
             clean = cat[cat["flag"] == 0]
             psf_xy = np.c_[clean["x"], clean["y"]]
@@ -660,7 +767,7 @@ class Reducer:
                     _AlignTask(
                         job=job,
                         path=rec.path,
-                        reference=self.references[band],
+                        reference=self._setups[band].reference,
                         reference_xy=ref_xy,
                         psf_xy=psf_xy,
                         threshold=cfg.threshold,
@@ -675,28 +782,28 @@ class Reducer:
             **self._run_options(),
         )
         band_of = {r.path: r.band for r in self.frames}
-        failed = set()
+        failed = []
         for res in results:
-            band = band_of[res["path"]]
+            path = res["path"]
             if res["ok"]:
-                self.transforms.setdefault(band, {})[res["path"]] = np.asarray(res["matrix"])
-                self.frame_stats[res["path"]] = {
-                    k: res.get(k)
-                    for k in (
-                        "bkg_level",
-                        "bkg_rms",
-                        "method",
-                        "n_matches",
-                        "rms",
-                        "psf_size",
-                        "n_nonphysical",
-                        "n_saturated",
-                    )
-                }
+                self._alignments[path] = FrameAlignment(
+                    path=path,
+                    band=band_of[path],
+                    matrix=np.asarray(res["matrix"]),
+                    method=res["method"],
+                    n_matches=int(res["n_matches"]),
+                    rms=float(res["rms"]),
+                    bkg_level=float(res["bkg_level"]),
+                    bkg_rms=float(res["bkg_rms"]),
+                    psf_size=float(res["psf_size"]),
+                    n_nonphysical=int(res.get("n_nonphysical") or 0),
+                    n_saturated=int(res.get("n_saturated") or 0),
+                )
             else:
-                self._skip(res["path"], f"cannot be aligned: {res['reason']}")
-                failed.add(res["path"])
-        self.frames = [r for r in self.frames if r.path not in failed]
+                reason = f"cannot be aligned: {res['reason']}"
+                log.warning("skipping %s: %s", path, reason)
+                failed.append((str(path), reason))
+        self._failed = failed
 
     def frame_shape(self, band: str, path: str):
         """PSF shape used for ``path``: the camera's, or in ``psf_mode='frame'`` resized to the frame's seeing.
@@ -707,10 +814,11 @@ class Reducer:
         """
         from skyscene.psf import PSFShape
 
-        shape = self.shapes[band]
+        shape = self._setups[band].shape
         if self.config.psf_mode == "camera":
             return shape
-        size = self.frame_stats.get(path, {}).get("psf_size")
+        alignment = self._alignments.get(path)
+        size = alignment.psf_size if alignment is not None else None
         if not (size and np.isfinite(size)):
             log.warning("%s: no PSF size measured; using the camera's PSF shape", path)
             return shape
@@ -723,29 +831,32 @@ class Reducer:
             scatter=shape.scatter,
         )
 
-    def _write_catalogs(self) -> None:
+    def _write_catalogs(self, exposures: dict[str, Any]) -> None:
         from skyscene.plotting.diagnostics import catalog_figure
 
         cat_dir = self.out_dir / "cat"
-        for band, cat in self.catalogs.items():
-            out = cat.copy()
+        for band, setup in self._setups.items():
+            out = setup.catalog.copy()
             out.meta = {
-                "reference": self.references[band],
+                "reference": setup.reference,
                 "band": band,
-                "psf_sigma_major": self.shapes[band].sigma_major,
-                "psf_sigma_minor": self.shapes[band].sigma_minor,
-                "psf_theta_rad": self.shapes[band].theta,
+                "psf_sigma_major": setup.shape.sigma_major,
+                "psf_sigma_minor": setup.shape.sigma_minor,
+                "psf_theta_rad": setup.shape.theta,
             }
             write_table(out, cat_dir / f"{band}_catalog.csv")
-            exp = read_exposure(self.references[band], profile=self.config.profile)
             _save_figure(
-                catalog_figure(exp.data, cat, title=f"{band}: {Path(self.references[band]).name}"),
+                catalog_figure(
+                    exposures[band].data,
+                    setup.catalog,
+                    title=f"{band}: {Path(setup.reference).name}",
+                ),
                 cat_dir / f"{band}_catalog",
                 pdf=False,
             )
 
     # ------------------------------------------------------------------ photometry
-    def photometry(self, photometer="optimal", *, local_background="default") -> dict[str, Any]:
+    def photometry(self, photometer="optimal", *, local_background="default") -> ReductionResult:
         """Forced photometry of every aligned frame; writes light curves and plots.
 
         Parameters
@@ -760,24 +871,27 @@ class Reducer:
 
         Returns
         -------
-        dict
-            ``{"lc_dir": Path, "files": [...], "n_frames": int, "skipped": [...]}``.
+        ReductionResult
+            ``lc_dir``, ``files``, ``band_files``, ``n_frames``, ``skipped`` and
+            ``light_curves`` (per band, per source id, an astropy Table).
         """
         with self.folder:
             return self._photometry(photometer, local_background)
 
-    def _photometry(self, photometer, local_background) -> dict[str, Any]:
+    def _photometry(self, photometer, local_background) -> ReductionResult:
         from skyscene.background import load_local_background
         from skyscene.photometry import AperturePhotometer, OptimalPhotometer
 
-        if not self.catalogs:
+        if not self._setups:
             self._create_catalogs()
         bkg_name, estimator = load_local_background(local_background)
         if isinstance(photometer, str):
             kinds = {"optimal": OptimalPhotometer, "aperture": AperturePhotometer}
             if photometer not in kinds:
                 raise ParameterError(
-                    f"photometer must be 'optimal' or 'aperture', got {photometer!r}"
+                    f"photometer must be 'optimal' or 'aperture', got {photometer!r}",
+                    name="photometer",
+                    value=photometer,
                 )
             photometer = kinds[photometer](radius=self.config.radius, local_background=estimator)
         name = getattr(photometer, "name", type(photometer).__name__)
@@ -787,12 +901,12 @@ class Reducer:
         job = self._job()
         job_key = task_key(job)
         for band in self.bands:
-            cat = self.catalogs[band]
+            cat = self._setups[band].catalog
             ref_xy = np.c_[cat["x"], cat["y"]]
             frames = [
                 _FramePhotometry(
                     path=r.path,
-                    matrix=self.transforms[band][r.path],
+                    matrix=self._alignments[r.path].matrix,
                     shape=self.frame_shape(band, r.path),
                 )
                 for r in self._band_frames(band)
@@ -818,10 +932,10 @@ class Reducer:
         rows_by_band: dict[str, list] = defaultdict(list)
         for task, rows in zip(tasks, results, strict=True):
             rows_by_band[task.band].extend(rows)
-        written = []
+        written: list[Path] = []
+        band_files: list[Path] = []
         lcs: dict[str, dict[int, Any]] = {}
         location = self._location()
-        band_files = []
         for band, rows in rows_by_band.items():
             lcs[band] = self._light_curves(
                 band, rows, location, photometer=name, background=bkg_name
@@ -835,22 +949,29 @@ class Reducer:
         self._write_metadata(photometer, bkg_name, lc_dir)
         self.folder.complete(self.summary(lc_dir=lc_dir))
         log.info("wrote %d light curves to %s", sum(len(v) for v in lcs.values()), lc_dir)
-        return {
-            "lc_dir": lc_dir,
-            "files": written,
-            "n_frames": len(self.frames),
-            "skipped": list(self.skipped),
-            "light_curves": lcs,
-        }
+        return ReductionResult(
+            lc_dir=lc_dir,
+            files=tuple(written),
+            band_files=tuple(band_files),
+            n_frames=len(self.frames),
+            skipped=tuple(self.skipped),
+            light_curves=lcs,
+        )
 
     def _band_photometer(self, photometer, band: str):
         """The photometer with the band's optimal-flux correction (OptimalPhotometer only)."""
         from skyscene.photometry import OptimalPhotometer
 
-        corr = self.flux_corrections.get(band)
+        corr = self._setups[band].flux_correction
         if corr is not None and isinstance(photometer, OptimalPhotometer):
             return dataclasses.replace(photometer, flux_correction=corr.value)
         return photometer
+
+    def _field_reference(self) -> _ReferenceInfo:
+        """The reference frame that gives the field's coordinates and observatory."""
+        if not self._setups:
+            raise DataError("the catalogs are not made yet (call create_catalogs() first)")
+        return self._setups[min(self._setups)].reference_info
 
     def _location(self):
         from astropy import units as u
@@ -861,18 +982,17 @@ class Reducer:
         if self.config.location is not None:
             lon, lat, h = self.config.location
             return EarthLocation.from_geodetic(lon * u.deg, lat * u.deg, h * u.m)
-        ref = read_exposure(next(iter(self.references.values())), profile=self.config.profile)
-        return location_from_header(ref.meta.get("header"))
+        return location_from_header(self._field_reference().header)
 
     def field_coordinates(self) -> tuple[float, float]:
         """RA, Dec (deg) of the field: header RA/DEC of a reference frame, else its WCS centre."""
-        ref = read_exposure(next(iter(self.references.values())), profile=self.config.profile)
-        ra, dec = ref.meta.get("ra"), ref.meta.get("dec")
+        ref = self._field_reference()
+        ra, dec = ref.ra, ref.dec
         if ra is None or dec is None:
             if ref.wcs is None:
                 raise HeaderError(
-                    f"{ref.filename}: no RA/DEC keywords and no WCS for the barycentric correction",
-                    filename=ref.filename,
+                    f"{ref.path}: no RA/DEC keywords and no WCS for the barycentric correction",
+                    filename=ref.path,
                     key="RA",
                 )
             c = ref.wcs.pixel_to_world((ref.shape[1] - 1) / 2, (ref.shape[0] - 1) / 2)
@@ -902,7 +1022,7 @@ class Reducer:
             c: np.array([r[c] for r in rows]).T
             for c in ("flux", "flux_err", "bkg", "bkg_err", "x", "y", "flags")
         }
-        ids = np.asarray(self.catalogs[band]["id"])
+        ids = np.asarray(self._setups[band].catalog["id"])
         comparisons = None
         if self.config.comparisons is not None:
             comparisons = [
@@ -916,7 +1036,7 @@ class Reducer:
         except DataError as exc:
             log.warning("filter %s: no differential light curves (%s)", band, exc)
             rel = rel_err = np.full_like(stack["flux"], np.nan)
-        shape = self.shapes[band]
+        shape = self._setups[band].shape
         meta = {
             "band": band,
             "time": "BMJD(TDB) mid-exposure",
@@ -933,7 +1053,7 @@ class Reducer:
             "psf_theta_rad": shape.theta,
             "flags": _FLAG_DOC,
         }
-        corr = self.flux_corrections.get(band)
+        corr = self._setups[band].flux_correction
         if corr is not None:
             meta["flux_correction"] = corr.value if corr.applied else 1.0
         units = {
@@ -968,15 +1088,10 @@ class Reducer:
         diag = self.out_dir / "diag"
         times = {b: [r.mjd_mid for r in self._band_frames(b)] for b in self.bands}
         _save_figure(dg.header_times_figure(times), diag / "header_times")
-        bkgs = {
-            b: [self.frame_stats[r.path]["bkg_level"] for r in self._band_frames(b)]
-            for b in self.bands
-        }
+        align = self._alignments
+        bkgs = {b: [align[r.path].bkg_level for r in self._band_frames(b)] for b in self.bands}
         _save_figure(dg.backgrounds_figure(times, bkgs), diag / "backgrounds")
-        sizes = {
-            b: [self.frame_stats[r.path].get("psf_size", np.nan) for r in self._band_frames(b)]
-            for b in self.bands
-        }
+        sizes = {b: [align[r.path].psf_size for r in self._band_frames(b)] for b in self.bands}
         _save_figure(dg.seeing_figure(times, sizes), diag / "seeing")
         _save_figure(dg.rms_vs_median_figure(lcs), diag / f"rms_vs_median_{name}_{bkg_name}")
         _save_figure(dg.light_curves_figure(lcs), diag / f"light_curves_{name}_{bkg_name}")
@@ -987,7 +1102,8 @@ class Reducer:
 
         rows = []
         for r in self.frames:
-            st = self.frame_stats.get(r.path, {})
+            alignment = self._alignments.get(r.path)
+            st = alignment.stats() if alignment is not None else {}
             rows.append(
                 {
                     "file": Path(r.path).name,
@@ -1008,16 +1124,18 @@ class Reducer:
 
     def _write_metadata(self, photometer, bkg_name, lc_dir) -> None:
         write_table(self.frames_table(), self.out_dir / "frames.csv")
-        config = dataclasses.asdict(self.config)
-        config.update(
-            data_dir=str(self.data_dir),
-            photometer=repr(photometer),
-            local_background=bkg_name,
-            calibration=repr(self.calibration) if self.calibration is not None else None,
-            psf_shapes={b: dataclasses.asdict(s) for b, s in self.shapes.items()},
-            flux_corrections={b: dataclasses.asdict(c) for b, c in self.flux_corrections.items()},
-            references=self.references,
-        )
+        config = {
+            **self.folder_config(),
+            "photometer": _record(photometer),
+            "local_background": bkg_name,
+            "psf_shapes": {b: dataclasses.asdict(s.shape) for b, s in self._setups.items()},
+            "flux_corrections": {
+                b: dataclasses.asdict(s.flux_correction)
+                for b, s in self._setups.items()
+                if s.flux_correction is not None
+            },
+            "references": self.references,
+        }
         atomic_write_text(lc_dir / "config.json", json.dumps(config, indent=1, default=str))
 
     def summary(self, *, lc_dir: Path | None = None) -> dict[str, Any]:
@@ -1025,16 +1143,168 @@ class Reducer:
         out: dict[str, Any] = {
             "frames_used": {b: len(self._band_frames(b)) for b in self.bands},
             "skipped": [{"file": f, "reason": r} for f, r in self.skipped],
-            "alignment_methods": dict(Counter(s["method"] for s in self.frame_stats.values())),
+            "alignment_methods": dict(Counter(a.method for a in self._alignments.values())),
             "nonphysical_pixels": {
-                Path(p).name: int(s["n_nonphysical"])
-                for p, s in self.frame_stats.items()
-                if s.get("n_nonphysical")
+                Path(p).name: a.n_nonphysical
+                for p, a in self._alignments.items()
+                if a.n_nonphysical
             },
         }
         if lc_dir is not None:
             out["light_curves"] = str(lc_dir)
         return out
+
+
+def _record(obj: Any) -> Any:
+    """A JSON-ready record of a configured object (``to_dict()``, dataclass fields, a name)."""
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if callable(obj) and not dataclasses.is_dataclass(obj):
+        return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {
+            "class": type(obj).__name__,
+            **{f.name: _record(getattr(obj, f.name)) for f in dataclasses.fields(obj)},
+        }
+    if isinstance(obj, str | int | float | bool | type(None)):
+        return obj
+    if isinstance(obj, list | tuple):
+        return [_record(v) for v in obj]
+    return repr(obj)
+
+
+def _discover(data_dir: Path, profile, progress: bool) -> Discovery:
+    """Read every header of ``data_dir`` once (see :meth:`Reducer.discover`)."""
+    from astropy.io import fits
+    from astropy.io.fits.verify import VerifyError
+    from astropy.utils.exceptions import AstropyUserWarning
+    from tqdm.auto import tqdm
+
+    skipped: list[tuple[str, str]] = []
+
+    def skip(path, reason: str) -> None:
+        log.warning("skipping %s: %s", path, reason)
+        skipped.append((str(path), reason))
+
+    if not data_dir.is_dir():
+        raise InputFileError(f"{data_dir}: data folder does not exist")
+    files = sorted(p for p in data_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise InputFileError(f"{data_dir}: data folder is empty")
+    records = []
+    for path in tqdm(files, desc="reading headers", unit="file", disable=not progress):
+        if path.suffix == ".json":
+            continue
+        if not is_fits(path):
+            skip(path, "not a FITS file")
+            continue
+        try:
+            with warnings.catch_warnings():
+                # astropy warns about truncation before failing; the skip reason says it
+                warnings.simplefilter("ignore", AstropyUserWarning)
+                with fits.open(path, memmap=False) as hdul:
+                    hdu = hdul["SCI"] if "SCI" in hdul else hdul[0]
+                    data = hdu.data
+                    if data is None or data.ndim != 2:
+                        raise DataError(f"{path}: no 2-D image")
+                    if not np.isfinite(data).any():
+                        raise DataError(f"{path}: image has no finite pixel (all NaN)")
+                    info = parse_header(hdu.header, filename=str(path), profile=profile)
+                    shape = data.shape
+        except (HeaderError, DataError, OSError) as exc:
+            skip(path, str(exc))
+            continue
+        except (ValueError, TypeError, VerifyError) as exc:
+            # astropy on a truncated or corrupt file ("cannot reshape array of size 30
+            # into shape (64,64)", unparsable cards)
+            skip(path, f"unreadable FITS file (truncated or corrupt: {exc})")
+            continue
+        records.append(
+            FrameRecord(
+                path=str(path),
+                band=info.band,
+                mjd_mid=float(info.time_mid.utc.mjd),
+                exptime=info.exptime,
+                binning=info.binning,
+                shape=shape,
+            )
+        )
+    # binning and shape must agree within a filter: keep the majority, skip the rest
+    by_band: dict[str, list[FrameRecord]] = defaultdict(list)
+    for r in records:
+        by_band[r.band].append(r)
+    kept = []
+    for band, recs in by_band.items():
+        (binning, shape), _ = Counter((r.binning, r.shape) for r in recs).most_common(1)[0]
+        for r in recs:
+            if r.binning != binning:
+                skip(
+                    r.path,
+                    f"binning {r.binning[0]}x{r.binning[1]} differs from the "
+                    f"{binning[0]}x{binning[1]} of the other '{band}' frames",
+                )
+            elif r.shape != shape:
+                skip(
+                    r.path, f"shape {r.shape} differs from the {shape} of the other '{band}' frames"
+                )
+            else:
+                kept.append(r)
+    if not kept:
+        detail = "; ".join(f"{Path(p).name}: {why}" for p, why in skipped[:10])
+        raise InputFileError(f"{data_dir}: no usable FITS frame ({detail})")
+    kept.sort(key=lambda r: (r.band, r.mjd_mid))
+    log.info(
+        "found %d frames in %d filter(s): %s",
+        len(kept),
+        len(by_band),
+        ", ".join(f"{b}: {sum(r.band == b for r in kept)}" for b in sorted({r.band for r in kept})),
+    )
+    return Discovery(frames=tuple(kept), skipped=tuple(skipped))
+
+
+def _assign_ids(catalogs: dict[str, Any], found: dict[str, Any], config: ReduceConfig):
+    """Global source ids across cameras: primary camera first, brightest first.
+
+    ``found[band]["info"]`` is the band's :class:`_ReferenceInfo` (its WCS maps the
+    other filters' sky positions onto the primary camera). Returns ids per band.
+    """
+    from skyscene.align import find_transform_from_positions
+    from skyscene.detection import match_catalogs
+
+    bands = sorted(catalogs, key=lambda b: -len(catalogs[b]))
+    primary = bands[0]
+    pcat = catalogs[primary]
+    out = {primary: np.arange(len(pcat))}
+    next_id = len(pcat)
+    pxy = np.c_[pcat["x"], pcat["y"]]
+    for band in bands[1:]:
+        cat = catalogs[band]
+        xy = np.c_[cat["x"], cat["y"]]
+        if "ra" in cat.colnames and "ra" in pcat.colnames:
+            wcs = found[primary]["info"].wcs
+            mapped = np.array(wcs.world_to_pixel_values(cat["ra"], cat["dec"])).T
+        else:
+            try:
+                mapped = find_transform_from_positions(xy, pxy).apply(xy)
+            except AlignmentError as exc:
+                log.warning(
+                    "filter %s: cannot match sources to filter %s (%s); new ids", band, primary, exc
+                )
+                mapped = np.full_like(xy, np.inf)
+        match = match_catalogs(mapped, pxy, radius=config.match_radius)
+        ids = np.where(match >= 0, match, -1)
+        for i in np.flatnonzero(ids < 0):
+            ids[i] = next_id
+            next_id += 1
+        out[band] = ids
+        log.info(
+            "filter %s: %d of %d sources matched to filter %s",
+            band,
+            int((match >= 0).sum()),
+            len(cat),
+            primary,
+        )
+    return out
 
 
 #: ``flags`` bits of light-curve rows (table metadata and docs/reduce.md)
@@ -1108,9 +1378,10 @@ def demo_stage(out_dir, *, progress: bool = True) -> str:
         config=ReduceConfig(scheduler="processes"),
         progress=progress,
     )
-    reducer.create_catalogs()
-    result = reducer.photometry("optimal")
+    with reducer:
+        reducer.create_catalogs()
+        result = reducer.photometry("optimal")
     return (
         f"reduction: {len(reducer.frames)} frames in filters {', '.join(reducer.bands)} -> "
-        f"light curves in {result['lc_dir']}\n  plots in {out_dir / 'reduce' / 'out' / 'diag'}"
+        f"light curves in {result.lc_dir}\n  plots in {out_dir / 'reduce' / 'out' / 'diag'}"
     )
