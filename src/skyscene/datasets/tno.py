@@ -36,6 +36,7 @@ Simulation conventions (read them before interpreting pulls):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -44,9 +45,32 @@ from typing import Any
 
 import numpy as np
 
-from skyscene.errors import ParameterError, require
+from skyscene._validation import check_choice, check_int, check_optional, check_positive
+from skyscene.datasets.scene import (
+    add_gaussian_noise,
+    draw_bad_pixels,
+    draw_galaxy,
+    draw_mover_offset,
+    draw_offset_outside,
+    draw_stars,
+    point_source_image,
+    render_galaxies,
+    tan_wcs,
+)
+from skyscene.errors import ParameterError, ParameterRangeError, require
 
-__all__ = ["BLEND_CLASSES", "TNOSimulation", "simulate_tno_stamps", "write_tno_stamps"]
+__all__ = [
+    "BLEND_CLASSES",
+    "ExposureConditions",
+    "TNOSceneConfig",
+    "TNOSimulation",
+    "binary_components",
+    "draw_conditions",
+    "draw_static_scene",
+    "simulate_tno_scene",
+    "simulate_tno_stamps",
+    "write_tno_stamps",
+]
 
 BLEND_CLASSES = ("isolated", "moderate", "heavy")
 PIXEL_SCALE = 0.263
@@ -78,20 +102,6 @@ class TNOSimulation:
 
 def _rng(rng) -> np.random.Generator:
     return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-
-
-def _tan_wcs(ra0, dec0, crpix, scale, rotation):
-    from astropy.wcs import WCS
-
-    wcs = WCS(naxis=2)
-    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    wcs.wcs.crval = [ra0, dec0]
-    wcs.wcs.crpix = [crpix[0] + 1.0, crpix[1] + 1.0]  # FITS 1-based
-    c, s = math.cos(rotation), math.sin(rotation)
-    sc = scale / 3600.0
-    # East to the left (RA decreases with x) as on the sky; rotated by ``rotation``.
-    wcs.wcs.cd = np.array([[-sc * c, sc * s], [sc * s, sc * c]])
-    return wcs
 
 
 def _jacobian(wcs, galsim):
@@ -132,12 +142,214 @@ def _effective_psf(galsim, profile, jac, size: int, oversampling: int):
     return PixelizedPSF(image.array, oversampling=oversampling), inside
 
 
-def _galaxy(galsim, gal: dict, flux: float):
-    if gal["kind"] == "exponential":
-        prof = galsim.Exponential(half_light_radius=gal["hlr"], flux=flux)
-    else:
-        prof = galsim.Sersic(n=2.0, half_light_radius=gal["hlr"], flux=flux)
-    return prof.shear(g=gal["g"], beta=gal["beta"] * galsim.radians)
+@dataclass(frozen=True, kw_only=True)
+class TNOSceneConfig:
+    """The scene of one simulated TNO detection (the settings of :func:`simulate_tno_stamps`).
+
+    ``None`` (``n_exposures``, ``snr``, ``n_stars``) and ``blend="random"`` are drawn
+    from the generator by :meth:`resolve`; every other field is fixed. Parameters are
+    documented at :func:`simulate_tno_stamps`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cfg = TNOSceneConfig(n_exposures=None, blend="random").resolve(np.random.default_rng(0))
+    >>> cfg.blend in BLEND_CLASSES and cfg.snr is not None
+    True
+    """
+
+    n_exposures: int | None = 11
+    n_detections: int = 1
+    snr: float | None = None
+    blend: str = "random"
+    binary: tuple[float, float] | None = None
+    separation_unit: str = "arcsec"
+    mover: bool = False
+    n_stars: int | None = None
+    stamp_size: int = 30
+    pixel_scale: float = PIXEL_SCALE
+    source_noise: bool = True
+    noise: bool = True
+    psf_flux_zeropoint: bool = True
+    galaxy_accuracy: float = 5e-3
+    psf_size: int = 41
+    psf_oversampling: int = 3
+
+    def __post_init__(self) -> None:
+        if self.n_exposures is not None:
+            self._check_counts(self.n_exposures)
+        check_choice("blend", self.blend, (*BLEND_CLASSES, "random"))
+        if self.snr is not None and not (math.isfinite(self.snr) and self.snr > 0):
+            raise ParameterError(
+                f"snr must be positive, got {self.snr!r}", name="snr", value=self.snr
+            )
+        if self.binary is not None:
+            sep, ratio = (float(v) for v in self.binary)
+            if not (sep > 0 and ratio > 0):
+                raise ParameterError(
+                    f"binary must be (separation > 0, flux_ratio > 0), got {self.binary!r}",
+                    name="binary",
+                    value=self.binary,
+                )
+        check_choice("separation_unit", self.separation_unit, ("arcsec", "fwhm"))
+        check_int("stamp_size", self.stamp_size, low=5)
+        check_positive("pixel_scale", self.pixel_scale)
+        check_positive("galaxy_accuracy", self.galaxy_accuracy)
+        check_int("psf_size", self.psf_size, low=3)
+        check_int("psf_oversampling", self.psf_oversampling, low=1)
+        check_optional(check_int, "n_stars", self.n_stars, low=0)
+
+    def _check_counts(self, n_exposures) -> None:
+        if not (isinstance(n_exposures, int | np.integer) and n_exposures >= 2):
+            raise ParameterError(
+                f"n_exposures must be an int >= 2, got {n_exposures!r}",
+                name="n_exposures",
+                value=n_exposures,
+            )
+        if not 1 <= self.n_detections < n_exposures:
+            raise ParameterRangeError(
+                f"n_detections must be in [1, n_exposures - 1] = [1, {n_exposures - 1}], "
+                f"got {self.n_detections!r}",
+                name="n_detections",
+                value=self.n_detections,
+                min=1,
+                max=n_exposures - 1,
+            )
+
+    def resolve(self, rng: np.random.Generator) -> TNOSceneConfig:
+        """The config with its random choices drawn, in this order: ``n_exposures``
+        (uniform in 5..20), ``blend`` (uniform among :data:`BLEND_CLASSES`), ``snr``
+        (log-uniform in 5–200). ``n_stars=None`` is drawn later, with the scene."""
+        n_exposures = self.n_exposures
+        if n_exposures is None:
+            n_exposures = int(rng.integers(5, 21))
+            self._check_counts(n_exposures)
+        blend = str(rng.choice(BLEND_CLASSES)) if self.blend == "random" else self.blend
+        snr = self.snr
+        if snr is None:
+            snr = float(np.exp(rng.uniform(math.log(5.0), math.log(200.0))))
+        return dataclasses.replace(self, n_exposures=n_exposures, blend=blend, snr=snr)
+
+    @property
+    def static_half_width(self) -> float:
+        """Half-width (arcsec) of the square holding the static sources.
+
+        They stay inside the default SMP grid footprint (20 × 0.35″: ±3.3″) and away from
+        the stamp edge: the grid cannot model light from outside its footprint.
+        """
+        return min(3.0, 0.5 * (self.stamp_size - 4) * self.pixel_scale)
+
+
+def draw_static_scene(
+    rng: np.random.Generator, config: TNOSceneConfig
+) -> tuple[list[dict], list[dict]]:
+    """Galaxies and stars around the target (tangent-plane arcsec), drawn in this order.
+
+    Background galaxies (Poisson, mean 1.5; ≥ 2″ from the target), then the blend
+    galaxy of ``config.blend`` (moderate: 0.8″–2″ away, 0.5–5× the target flux; heavy:
+    within 0.8″, 1–20×), then ``n_stars`` stars (0–2 if None; ≥ 1.5″ away). Fluxes are
+    relative to the target's.
+    """
+    half = config.static_half_width
+    galaxies: list[dict] = []
+    for _ in range(int(rng.poisson(1.5))):
+        xi, eta = draw_offset_outside(rng, half, 2.0)
+        galaxies.append(draw_galaxy(rng, xi, eta, rng.uniform(0.3, 5.0), rng.uniform(0.2, 1.0)))
+    if config.blend == "moderate":
+        r, phi = rng.uniform(0.8, 2.0), rng.uniform(0, 2 * math.pi)
+        galaxies.append(
+            draw_galaxy(
+                rng,
+                r * math.cos(phi),
+                r * math.sin(phi),
+                rng.uniform(0.5, 5.0),
+                rng.uniform(0.3, 1.0),
+            )
+        )
+    elif config.blend == "heavy":
+        r, phi = rng.uniform(0.0, 0.8), rng.uniform(0, 2 * math.pi)
+        galaxies.append(
+            draw_galaxy(
+                rng,
+                r * math.cos(phi),
+                r * math.sin(phi),
+                rng.uniform(1.0, 20.0),
+                rng.uniform(0.3, 1.2),
+            )
+        )
+    n_stars = int(rng.integers(0, 3)) if config.n_stars is None else int(config.n_stars)
+    return galaxies, draw_stars(rng, n_stars, half)
+
+
+def binary_components(
+    separation: float, position_angle: float, flux_ratio: float
+) -> list[tuple[float, float, float]]:
+    """Two components ``(ξ, η, flux_rel)`` at ±separation/2 (arcsec) along the angle."""
+    dxi = 0.5 * separation * math.cos(position_angle)
+    deta = 0.5 * separation * math.sin(position_angle)
+    return [(dxi, deta, 1.0), (-dxi, -deta, flux_ratio)]
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class ExposureConditions:
+    """The observing conditions of one simulated stamp (see :func:`draw_conditions`)."""
+
+    fwhm: float
+    zeropoint: float
+    gain: float
+    read_noise: float
+    sky: float
+    target_xy: tuple[float, float]
+    wcs: Any
+    psf_profile: Any
+    psf_kind: str
+
+    @property
+    def scale30(self) -> float:
+        """Counts → flux30 factor ``10^(0.4 (30 − ZP))``."""
+        return 10.0 ** (0.4 * (30.0 - self.zeropoint))
+
+    @property
+    def sky_variance(self) -> float:
+        """Sky + read-noise variance, counts²."""
+        return self.sky / self.gain + self.read_noise**2
+
+
+def draw_conditions(
+    galsim, rng: np.random.Generator, config: TNOSceneConfig, ra0: float, dec0: float
+) -> ExposureConditions:
+    """Draw one stamp's conditions, in this order: FWHM (0.8″–1.5″), zeropoint
+    (29.5–30.5), gain (3.5–4.5), read noise (1.5–2.5), sky (400–3000 counts), the
+    target's sub-pixel phase, the WCS scale (±0.2 %) and rotation (0.5° rms), the PSF
+    profile (Moffat or Kolmogorov, sheared by 0.03 rms)."""
+    ny = nx = int(config.stamp_size)
+    fwhm = float(rng.uniform(0.8, 1.5))
+    zeropoint = float(rng.uniform(29.5, 30.5))
+    gain = float(rng.uniform(3.5, 4.5))
+    read_noise = float(rng.uniform(1.5, 2.5))
+    sky = float(rng.uniform(400.0, 3000.0))
+    # Target near the stamp centre, with a random sub-pixel phase.
+    tx = (nx - 1) / 2.0 + float(rng.uniform(-0.5, 0.5))
+    ty = (ny - 1) / 2.0 + float(rng.uniform(-0.5, 0.5))
+    wcs = tan_wcs(
+        ra0,
+        dec0,
+        (tx, ty),
+        config.pixel_scale * (1 + rng.normal(0, 0.002)),
+        math.radians(rng.normal(0, 0.5)),
+    )
+    profile, psf_kind = _psf_profile(galsim, rng, fwhm)
+    return ExposureConditions(
+        fwhm=fwhm,
+        zeropoint=zeropoint,
+        gain=gain,
+        read_noise=read_noise,
+        sky=sky,
+        target_xy=(tx, ty),
+        wcs=wcs,
+        psf_profile=profile,
+        psf_kind=psf_kind,
+    )
 
 
 def simulate_tno_stamps(
@@ -162,6 +374,9 @@ def simulate_tno_stamps(
     out_dir: str | Path | None = None,
 ) -> TNOSimulation:
     """Simulate one DES-like detection of a TNO on a static background.
+
+    A thin wrapper: ``simulate_tno_scene(TNOSceneConfig(...), rng=rng)`` (and
+    :func:`write_tno_stamps` with ``out_dir``).
 
     Parameters
     ----------
@@ -217,6 +432,42 @@ def simulate_tno_stamps(
     >>> len(sim.exposures), sim.truth["blend"], sim.exposures[0].shape
     (5, 'heavy', (30, 30))
     """
+    config = TNOSceneConfig(
+        n_exposures=n_exposures,
+        n_detections=n_detections,
+        snr=snr,
+        blend=blend,
+        binary=binary,
+        separation_unit=separation_unit,
+        mover=mover,
+        n_stars=n_stars,
+        stamp_size=stamp_size,
+        pixel_scale=pixel_scale,
+        source_noise=source_noise,
+        noise=noise,
+        psf_flux_zeropoint=psf_flux_zeropoint,
+        galaxy_accuracy=galaxy_accuracy,
+        psf_size=psf_size,
+        psf_oversampling=psf_oversampling,
+    )
+    sim = simulate_tno_scene(config, rng=rng)
+    if out_dir is not None:
+        paths = write_tno_stamps(sim, out_dir)
+        sim = dataclasses.replace(sim, paths=tuple(paths))
+    return sim
+
+
+def simulate_tno_scene(config: TNOSceneConfig, *, rng=None) -> TNOSimulation:
+    """Simulate one detection from a :class:`TNOSceneConfig` (no file I/O).
+
+    The draws, in order: :meth:`TNOSceneConfig.resolve`; the field centre; the static
+    scene (:func:`draw_static_scene`); the binary's position angle; the mover's
+    exposures; the start MJD; then per exposure :func:`draw_conditions`, the mover's
+    position (:func:`~skyscene.datasets.scene.draw_mover_offset`), the noise
+    (:func:`~skyscene.datasets.scene.add_gaussian_noise`), the artefacts
+    (:func:`~skyscene.datasets.scene.draw_bad_pixels`) and the time of a
+    non-detection exposure.
+    """
     galsim = require("galsim", "sim")
     from astropy.time import Time
 
@@ -225,92 +476,28 @@ def simulate_tno_stamps(
     from skyscene.scene.model import tangent_to_sky
 
     rng = _rng(rng)
-    if n_exposures is None:
-        n_exposures = int(rng.integers(5, 21))
-    if not (isinstance(n_exposures, int | np.integer) and n_exposures >= 2):
-        raise ParameterError(f"n_exposures must be an int >= 2, got {n_exposures!r}")
-    if not 1 <= n_detections < n_exposures:
-        raise ParameterError(
-            f"n_detections must be in [1, n_exposures - 1] = [1, {n_exposures - 1}], "
-            f"got {n_detections!r}"
-        )
-    if blend == "random":
-        blend = str(rng.choice(BLEND_CLASSES))
-    if blend not in BLEND_CLASSES:
-        raise ParameterError(f"blend must be one of {BLEND_CLASSES} or 'random', got {blend!r}")
-    if snr is None:
-        snr = float(np.exp(rng.uniform(math.log(5.0), math.log(200.0))))
-    if not (math.isfinite(snr) and snr > 0):
-        raise ParameterError(f"snr must be positive, got {snr!r}")
-    if binary is not None:
-        sep, ratio = (float(v) for v in binary)
-        if not (sep > 0 and ratio > 0):
-            raise ParameterError(f"binary must be (separation > 0, flux_ratio > 0), got {binary!r}")
-    if separation_unit not in ("arcsec", "fwhm"):
-        raise ParameterError(f"separation_unit must be 'arcsec' or 'fwhm', got {separation_unit!r}")
-    ny = nx = int(stamp_size)
+    config = config.resolve(rng)
+    n_exposures = int(config.n_exposures)  # type: ignore[arg-type]
+    n_detections = config.n_detections
+    snr = float(config.snr)  # type: ignore[arg-type]
+    binary = config.binary
+    ny = nx = int(config.stamp_size)
     ra0 = float(rng.uniform(0.0, 360.0))
     dec0 = float(rng.uniform(-60.0, 5.0))
 
     # --- the static scene, in tangent-plane arcsec around the target ------------------
-    # Static sources stay inside the default SMP grid footprint (20 × 0.35″: ±3.3″) and
-    # away from the stamp edge: the grid cannot model light from outside its footprint.
-    half = min(3.0, 0.5 * (stamp_size - 4) * pixel_scale)
-    galaxies: list[dict] = []
-
-    def add_galaxy(xi, eta, flux_rel, hlr):
-        galaxies.append(
-            {
-                "xi": float(xi),
-                "eta": float(eta),
-                "flux_rel": float(flux_rel),
-                "hlr": float(hlr),
-                "kind": "exponential" if rng.random() < 0.7 else "sersic2",
-                "g": float(rng.uniform(0.0, 0.4)),
-                "beta": float(rng.uniform(0.0, math.pi)),
-            }
-        )
-
-    n_bg = int(rng.poisson(1.5))
-    for _ in range(n_bg):
-        for _try in range(50):
-            xi, eta = rng.uniform(-half, half, 2)
-            if math.hypot(xi, eta) >= 2.0:
-                break
-        add_galaxy(xi, eta, rng.uniform(0.3, 5.0), rng.uniform(0.2, 1.0))
-    if blend == "moderate":
-        r, phi = rng.uniform(0.8, 2.0), rng.uniform(0, 2 * math.pi)
-        add_galaxy(
-            r * math.cos(phi), r * math.sin(phi), rng.uniform(0.5, 5.0), rng.uniform(0.3, 1.0)
-        )
-    elif blend == "heavy":
-        r, phi = rng.uniform(0.0, 0.8), rng.uniform(0, 2 * math.pi)
-        add_galaxy(
-            r * math.cos(phi), r * math.sin(phi), rng.uniform(1.0, 20.0), rng.uniform(0.3, 1.2)
-        )
-    stars = []
-    for _ in range(int(rng.integers(0, 3)) if n_stars is None else int(n_stars)):
-        for _try in range(50):
-            xi, eta = rng.uniform(-half, half, 2)
-            if math.hypot(xi, eta) >= 1.5:
-                break
-        stars.append(
-            {"xi": float(xi), "eta": float(eta), "flux_rel": float(rng.uniform(0.5, 20.0))}
-        )
+    galaxies, stars = draw_static_scene(rng, config)
+    half = config.static_half_width
 
     # --- the target ------------------------------------------------------------------
     components = [(0.0, 0.0, 1.0)]
     pa = float(rng.uniform(0, math.pi)) if binary is not None else 0.0
-
-    def binary_components(sep_arcsec):
-        dxi, deta = 0.5 * sep_arcsec * math.cos(pa), 0.5 * sep_arcsec * math.sin(pa)
-        return [(dxi, deta, 1.0), (-dxi, -deta, ratio)]
-
-    if binary is not None and separation_unit == "arcsec":
-        components = binary_components(sep)
+    sep, ratio = (float(v) for v in binary) if binary is not None else (0.0, 1.0)
+    if binary is not None and config.separation_unit == "arcsec":
+        components = binary_components(sep, pa, ratio)
     detections = tuple(range(n_detections))
     mover_exps: list[int] = []
-    if mover:
+    if config.mover:
         others = np.arange(n_detections, n_exposures)
         mover_exps = sorted(
             int(e) for e in rng.choice(others, size=min(3, len(others)), replace=False)
@@ -323,30 +510,19 @@ def simulate_tno_stamps(
     target_pix = []
     ephemeris = {}
     for e in range(n_exposures):
-        fwhm = float(rng.uniform(0.8, 1.5))
-        if binary is not None and separation_unit == "fwhm" and e == 0:
-            sep = sep * fwhm  # now in arcsec
-            components = binary_components(sep)
-        zeropoint = float(rng.uniform(29.5, 30.5))
-        scale30 = 10.0 ** (0.4 * (30.0 - zeropoint))
-        gain = float(rng.uniform(3.5, 4.5))
-        read_noise = float(rng.uniform(1.5, 2.5))
-        sky = float(rng.uniform(400.0, 3000.0))
-        # Target near the stamp centre, with a random sub-pixel phase.
-        tx = (nx - 1) / 2.0 + float(rng.uniform(-0.5, 0.5))
-        ty = (ny - 1) / 2.0 + float(rng.uniform(-0.5, 0.5))
-        wcs = _tan_wcs(
-            ra0,
-            dec0,
-            (tx, ty),
-            pixel_scale * (1 + rng.normal(0, 0.002)),
-            math.radians(rng.normal(0, 0.5)),
-        )
+        cond = draw_conditions(galsim, rng, config, ra0, dec0)
+        if binary is not None and config.separation_unit == "fwhm" and e == 0:
+            sep = sep * cond.fwhm  # now in arcsec
+            components = binary_components(sep, pa, ratio)
+        scale30 = cond.scale30
+        tx, ty = cond.target_xy
+        wcs = cond.wcs
         jac = _jacobian(wcs, galsim)
-        profile, psf_kind = _psf_profile(galsim, rng, fwhm)
-        psf, psf_inside = _effective_psf(galsim, profile, jac, psf_size, psf_oversampling)
-        ee = psf_inside if psf_flux_zeropoint else 1.0
-        sky_var = sky / gain + read_noise**2  # counts²
+        psf, psf_inside = _effective_psf(
+            galsim, cond.psf_profile, jac, config.psf_size, config.psf_oversampling
+        )
+        ee = psf_inside if config.psf_flux_zeropoint else 1.0
+        sky_var = cond.sky_variance  # counts²
 
         # Flux scale of the scene: set from the target S/N in the first detection exposure.
         if flux_target is None:
@@ -359,18 +535,16 @@ def simulate_tno_stamps(
             x, y = wcs.wcs_world2pix(np.atleast_1d(ra), np.atleast_1d(dec), 0)
             return float(x[0]), float(y[0])
 
-        counts = np.zeros((ny, nx))
-        gsparams = galsim.GSParams(
-            folding_threshold=galaxy_accuracy, maxk_threshold=galaxy_accuracy / 5.0
+        counts = render_galaxies(
+            galsim,
+            galaxies,
+            [gal["flux_rel"] * flux_target / scale30 for gal in galaxies],
+            cond.psf_profile,
+            jac,
+            (ny, nx),
+            to_pixel,
+            accuracy=config.galaxy_accuracy,
         )
-        image = galsim.ImageD(nx, ny, wcs=jac)
-        for gal in galaxies:
-            prof = _galaxy(galsim, gal, gal["flux_rel"] * flux_target / scale30)
-            gx, gy = to_pixel(gal["xi"], gal["eta"])
-            galsim.Convolve(prof, profile, gsparams=gsparams).drawImage(
-                image=image, offset=(gx - (nx - 1) / 2.0, gy - (ny - 1) / 2.0), add_to_image=True
-            )
-        counts += image.array
         points = [(to_pixel(s["xi"], s["eta"]), s["flux_rel"]) for s in stars]
         if e in detections:
             for cxi, ceta, rel in components:
@@ -378,23 +552,27 @@ def simulate_tno_stamps(
             target_pix.append([to_pixel(cxi, ceta) for cxi, ceta, _ in components])
         if e in mover_exps:
             # The mover elsewhere in the stamp (at least 2″ from the detection position).
-            r, phi = rng.uniform(2.0, half), rng.uniform(0, 2 * math.pi)
-            mxi, meta_ = r * math.cos(phi), r * math.sin(phi)
+            mxi, meta_ = draw_mover_offset(rng, 2.0, half)
             ra_m, dec_m = tangent_to_sky(ra0, dec0, mxi, meta_)
             ephemeris[e] = (float(ra_m), float(dec_m))
             for cxi, ceta, rel in components:
                 points.append((to_pixel(mxi + cxi, meta_ + ceta), rel))
         if points:
             centers = np.array([xy for xy, _ in points])
-            fluxes = np.array([rel for _, rel in points]) * flux_target / scale30
-            counts += ee * np.tensordot(fluxes, psf.render((ny, nx), centers), axes=1)
+            point_fluxes = np.array([rel for _, rel in points]) * flux_target / scale30
+            counts += ee * point_source_image(psf, (ny, nx), centers, point_fluxes)
 
         variance = np.full((ny, nx), sky_var)
-        noise_var = variance + (np.clip(counts, 0, None) / gain if source_noise else 0.0)
-        data = sky + counts + rng.normal(size=(ny, nx)) * np.sqrt(noise_var) * float(noise)
-        mask = rng.random((ny, nx)) < 0.003
-        if rng.random() < 0.25:
-            mask[:, int(rng.integers(0, nx))] = True
+        data = add_gaussian_noise(
+            rng,
+            cond.sky,
+            counts,
+            variance,
+            gain=cond.gain,
+            source_noise=config.source_noise,
+            scale=float(config.noise),
+        )
+        mask = draw_bad_pixels(rng, (ny, nx))
         time = Time(
             mjd0 + e * 0.02 + (0 if e < n_detections else rng.uniform(1, 400)),
             format="mjd",
@@ -407,25 +585,25 @@ def simulate_tno_stamps(
                 mask=mask,
                 wcs=wcs,
                 psf=psf,
-                zeropoint=zeropoint + 2.5 * math.log10(ee),
+                zeropoint=cond.zeropoint + 2.5 * math.log10(ee),
                 band="r",
                 time=time,
                 exptime=90.0,
-                gain=gain,
-                read_noise=read_noise,
+                gain=cond.gain,
+                read_noise=cond.read_noise,
                 meta={"filename": f"exp{e:02d}.fits"},
             )
         )
         truth_exps.append(
             {
-                "fwhm": fwhm,
-                "psf": psf_kind,
-                "zeropoint": zeropoint + 2.5 * math.log10(ee),
-                "zeropoint_total": zeropoint,
+                "fwhm": cond.fwhm,
+                "psf": cond.psf_kind,
+                "zeropoint": cond.zeropoint + 2.5 * math.log10(ee),
+                "zeropoint_total": cond.zeropoint,
                 "psf_inside": psf_inside,
-                "sky": sky,
-                "sky30": sky * scale30 / ee,
-                "gain": gain,
+                "sky": cond.sky,
+                "sky30": cond.sky * scale30 / ee,
+                "gain": cond.gain,
                 "target_pixel": [tx, ty] if e in detections else None,
                 "mover_pixel": list(to_pixel(*_eph_offset(ephemeris[e], ra0, dec0)))
                 if e in ephemeris
@@ -441,7 +619,7 @@ def simulate_tno_stamps(
         "dec": dec0,
         "flux": fluxes[0] if binary is None else fluxes,
         "snr": snr,
-        "blend": blend,
+        "blend": config.blend,
         "binary": None
         if binary is None
         else {
@@ -455,13 +633,9 @@ def simulate_tno_stamps(
         "galaxies": [{**g, "flux": g["flux_rel"] * flux_target} for g in galaxies],
         "stars": [{**s, "flux": s["flux_rel"] * flux_target} for s in stars],
         "exposures": truth_exps,
-        "pixel_scale": pixel_scale,
+        "pixel_scale": config.pixel_scale,
     }
-    sim = TNOSimulation(exposures=tuple(exposures), target=target, truth=truth)
-    if out_dir is not None:
-        paths = write_tno_stamps(sim, out_dir)
-        sim = TNOSimulation(exposures=sim.exposures, target=target, truth=truth, paths=tuple(paths))
-    return sim
+    return TNOSimulation(exposures=tuple(exposures), target=target, truth=truth)
 
 
 def _eph_offset(radec, ra0, dec0) -> tuple[float, float]:
