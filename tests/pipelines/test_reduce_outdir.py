@@ -192,3 +192,16 @@ def test_full_disk_becomes_one_line_and_nothing_half_written(tmp_path, monkeypat
     assert not (out / "table.csv").exists() and not list(out.glob(".*.tmp"))
     assert folder_status(out).running and not folder_status(out).complete
     assert not (out / LOCK_NAME).exists()
+
+
+def test_overwrite_never_empties_a_folder_skyscene_did_not_make(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"my": "settings"}))
+    (out / "thesis.tex").write_text("precious")
+    with pytest.raises(
+        OutputFolderError, match=r"skyscene did not make this folder.*not be emptied"
+    ):
+        OutputFolder(out, config=CONFIG, overwrite=True).acquire()
+    assert (out / "thesis.tex").read_text() == "precious"
+    assert json.loads((out / "config.json").read_text()) == {"my": "settings"}

@@ -148,3 +148,39 @@ def test_config_and_task_objects_pickle_and_keep_their_keys():
     assert align.key("k") != align.key("other job"), "the job is part of the key"
     shifted = dataclasses.replace(align, threshold=4.0)
     assert shifted.key("k") != align.key("k"), "every setting is part of the key"
+
+
+def test_calibration_masters_go_to_the_workers_once_not_into_every_task(tmp_path, monkeypatch):
+    from skyscene.datasets.calibration import simulate_calibration_frames
+
+    shape = (128, 128)
+    simulate_observations(tmp_path / "raw", 4, rng=23, bands=("g",), shape=shape)
+    simulate_calibration_frames(
+        tmp_path / "cal", rng=24, shape=shape, bands=("g",), hot_pixels=0, dead_pixels=0
+    )
+    seen = []
+    real = reduce_module.run_tasks
+
+    def spy(func, items, **kwargs):
+        items = list(items)
+        seen.append((func.__name__, items, kwargs.get("shared")))
+        return real(func, items, **kwargs)
+
+    monkeypatch.setattr(reduce_module, "run_tasks", spy)
+    config = ReduceConfig(scheduler="synchronous", chunk_size=2)
+    reducer = Reducer(
+        tmp_path / "raw",
+        tmp_path / "out",
+        config=config,
+        calibration=tmp_path / "cal",
+        progress=False,
+    )
+    reducer.photometry("optimal")
+    assert [name for name, _, _ in seen] == ["_align_task", "_photometry_task"]
+    masters = pickle.dumps(reducer.calibration)
+    for name, items, shared in seen:
+        assert shared is reducer.calibration, f"{name}: masters passed as shared="
+        for item in items:
+            assert len(pickle.dumps(item)) < len(masters) / 10, (
+                f"{name}: a task carries the masters"
+            )

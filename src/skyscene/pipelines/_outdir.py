@@ -18,8 +18,9 @@ What it guarantees:
 * **No mixed configurations.** ``config.json`` records the effective configuration (the
   JSON of ``Config.to_dict()``). A run with another configuration refuses with
   :class:`ConfigMismatchError` (naming the differing keys) unless ``overwrite=True``,
-  which first empties the folder. ``ignore`` lists keys that do not change results
-  (scheduler, chunk size, version).
+  which first empties the folder (only a folder that skyscene made, marked by
+  ``.skyscene.folder``: never a folder of someone else's files). ``ignore`` lists keys
+  that do not change results (scheduler, chunk size, version).
 * **Unfinished runs are visible.** ``RUNNING`` exists while a run works and after a run
   that was killed; ``summary.json`` is removed when a run starts and written last, with
   ``"complete": true``. :func:`folder_status` reads this state.
@@ -54,6 +55,7 @@ from skyscene.errors import SkysceneError
 __all__ = [
     "CONFIG_NAME",
     "LOCK_NAME",
+    "MARKER_NAME",
     "RUNNING_NAME",
     "SUMMARY_NAME",
     "ConfigMismatchError",
@@ -73,6 +75,8 @@ log = logging.getLogger(__name__)
 LOCK_NAME = ".skyscene.lock"
 RUNNING_NAME = "RUNNING"
 CONFIG_NAME = "config.json"
+#: written by every run: only a folder that has it (or an older skyscene ``.work/``) is emptied
+MARKER_NAME = ".skyscene.folder"
 SUMMARY_NAME = "summary.json"
 
 # folders held by OutputFolder objects of this process (a second one must refuse)
@@ -472,6 +476,11 @@ class OutputFolder:
                 "contents, or another output folder",
                 differences=diff,
             )
+        if not (self.path / MARKER_NAME).exists() and not (self.path / ".work").is_dir():
+            raise OutputFolderError(
+                f"{self.path}: {reason}, and skyscene did not make this folder "
+                f"(no {MARKER_NAME}): it will not be emptied; choose another output folder"
+            )
         log.warning("%s: %s; overwriting: its previous contents are removed", self.path, reason)
         self._empty()
 
@@ -505,6 +514,8 @@ class OutputFolder:
             if self._began is None:
                 self._began = self._owner or _owner_now()
             atomic_write_text(running, json.dumps(dataclasses.asdict(self._began)))
+            if not (self.path / MARKER_NAME).exists():
+                atomic_write_text(self.path / MARKER_NAME, "skyscene output folder\n")
             atomic_write_text(
                 self.path / CONFIG_NAME, json.dumps(self.config, indent=1, sort_keys=True)
             )

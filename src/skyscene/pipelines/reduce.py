@@ -1377,6 +1377,7 @@ def demo_stage(out_dir, *, progress: bool = True) -> str:
         out_dir / "reduce" / "out",
         config=ReduceConfig(scheduler="processes"),
         progress=progress,
+        overwrite=True,  # the demo regenerates its data: a folder of an older demo is replaced
     )
     with reducer:
         reducer.create_catalogs()
