@@ -110,6 +110,10 @@ def test_light_curves_carry_units_metadata_and_a_table_per_band(hot_pixel):
         np.testing.assert_array_equal(rows["file"], table["file"])
     csv = Table.read(lc_dir / "g_lightcurves.csv")
     assert len(csv) == len(band)
+    ecsv = Table.read(lc_dir / "g_source_0.ecsv")  # the self-describing text twin
+    assert str(ecsv["BMJD"].unit) == "d" and str(ecsv["bkg_err"].unit) == "adu / pix"
+    assert ecsv.meta["time_scale"] == "tdb" and ecsv.meta["flags"]["2"].startswith("masked")
+    np.testing.assert_array_equal(ecsv["flux"], lcs[0]["flux"])
 
 
 def test_folder_record_and_completion(hot_pixel):

@@ -399,9 +399,9 @@ class ReductionResult:
     lc_dir : Path
         ``OUT_DIR/lcs/<photometer>_<background>/``.
     files : tuple of Path
-        Per-source light-curve files written (CSV and Parquet).
+        Per-source light-curve files written (CSV, ECSV and Parquet: ``write_table``).
     band_files : tuple of Path
-        One table per band (``<band>_lightcurves.csv`` and ``.parquet``).
+        One table per band (``<band>_lightcurves.csv``, ``.ecsv``, ``.parquet``).
     n_frames : int
         Frames measured (aligned frames of every band).
     skipped : tuple of (str, str)
