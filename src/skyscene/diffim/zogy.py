@@ -902,16 +902,14 @@ class Zogy:
                 )
             else:
                 level = _saturation_level(exposure, sat)
-                try:
-                    est = estimate_psf(
-                        data[region],
-                        sigma=sigma,
-                        mask=bad[region],
-                        size=cfg.psf_size,
-                        saturation=level,
-                    )
-                except DataError as exc:
-                    raise DataError(f"{name} image {_label(exposure, name)}: {exc}") from exc
+                est = estimate_psf(
+                    data[region],
+                    sigma=sigma,
+                    mask=bad[region],
+                    size=cfg.psf_size,
+                    saturation=level,
+                    label=f"{name} image {_label(exposure, name)}",
+                )
                 out.append(est.psf.render((cfg.psf_size, cfg.psf_size)))
         return out[0], out[1]
 
