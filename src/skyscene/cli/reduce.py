@@ -63,8 +63,10 @@ def register(commands, simulate) -> None:
         description=(
             "Reduce a folder of FITS frames (one or several cameras/filters) to light curves.\n\n"
             "Outputs in OUT_DIR: cat/<band>_catalog.csv|png, "
-            "lcs/<photometer>_<background>/<band>_source_<n>.csv|parquet (BMJD TDB, flux, flux_err, "
-            "bkg, bkg_err, x, y, flags, rel_flux), diag/*.png|pdf, config.json, summary.json.\n"
+            "lcs/<photometer>_<background>/<band>_source_<n>.csv|ecsv|parquet (BMJD TDB, flux, flux_err, "
+            "bkg, bkg_err, x, y, flags, rel_flux; units and metadata in ECSV/Parquet) and "
+            "<band>_lightcurves.* (all sources, source_id column), diag/*.png|pdf, frames.csv, "
+            "config.json, summary.json.\n"
             "Frames that cannot be read, parsed or aligned are skipped, logged and listed in summary.json.\n"
             "OUT_DIR belongs to one run at a time (lock file .skyscene.lock naming PID and host); a "
             "folder made with other settings is refused unless --overwrite; RUNNING marks a run that "
