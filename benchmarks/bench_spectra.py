@@ -19,7 +19,11 @@ Prints, in one run,
    (≈ χ² with 7 degrees of freedom if the model is right), the success count expected
    from the quoted errors for an unbiased estimator, the same with multilinear
    interpolation for the first few spectra, and emcee posterior pulls;
-5. single-component spectra fitted with both models: c ± σ, Δχ², ΔBIC, preferred model.
+5. single-component spectra fitted with both models: c ± σ, Δχ², ΔBIC, preferred model;
+6. (``--independent N [--independent-noisy M]``, issue 15) fits on toy grids built
+   independently of the project (tests/spectra/independent_grid.py): noise-free biases
+   in units of σ and χ²(truth) − χ²(MAP) for three line-width / grid-sampling set-ups,
+   and pulls of M noisy spectra on the well-sampled one.
 """
 
 from __future__ import annotations
@@ -347,6 +351,71 @@ def bench_single(grid, n_single):
     )
 
 
+def _independent_truth(i):
+    r = np.random.default_rng(500 + i)
+    t1 = (r.uniform(5000, 5700), r.uniform(4.1, 4.9), r.uniform(-0.27, -0.03))
+    t2 = (r.uniform(3500, 4400), t1[1], t1[2])
+    return t1, t2, r.uniform(0.2, 0.5)
+
+
+def bench_independent(n_clean, n_noisy):
+    """Issue 15: fits on grids built independently of skyscene.datasets (Planck × lines ×
+    bands below 4600 K, 13 × 3 × 2 nodes; tests/spectra/independent_grid.py)."""
+    import sys
+    import warnings
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "spectra"))
+    from independent_grid import PlanckBandModel, build_grid, simulate
+
+    setups = [
+        ("lines sigma 2-4 km/s, grid step 1.5 km/s", 1.0, 1.5),
+        ("lines sigma 2-4 km/s, grid step 3.7 km/s", 1.0, 3.7),
+        ("lines sigma 0.7-1.4 km/s, grid step 3.7 km/s", 0.35, 3.7),
+    ]
+    names = ("T1", "logg", "FeH", "T2", "c", "vsini", "rv")
+    for label, line_scale, dv in setups:
+        model = PlanckBandModel()
+        model.line_sigma_kms = model.line_sigma_kms * line_scale
+        grid = build_grid(model, dv=dv)
+        print(f"  {label}: {grid!r}")
+        for noisy, n in ((False, n_clean), (True, n_noisy if dv == 1.5 else 0)):
+            pulls, dchi2 = [], []
+            for i in range(n):
+                t1, t2, c = _independent_truth(i)
+                wl, flux, sigma, _ = simulate(
+                    model, t1, t2, c, snr=100.0 if noisy else None, rng=3000 + i
+                )
+                m = MixtureModel(grid, resolution=R)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # a ConvergenceWarning is reported below
+                    m.fit(wl, flux, sigma, rng=i)
+                truth = np.array([*t1, t2[0], c, 0.0, 0.0])
+                pulls.append((m.result_.values - truth) / m.result_.errors)
+                dchi2.append(m._objective(truth)[1] - m.chi2_)
+                if not noisy:
+                    print(
+                        f"    noise-free #{i}: "
+                        + " ".join(f"{k} {v:+.2f}" for k, v in zip(names, pulls[-1], strict=True))
+                        + f"  chi2(truth)-chi2(MAP) {dchi2[-1]:.1f}"
+                        + ("" if m.converged_ else "  (not converged)"),
+                        flush=True,
+                    )
+            if not n:
+                continue
+            p = np.array(pulls)
+            kind = f"{n} noisy (S/N 100) pulls" if noisy else f"{n} noise-free biases / sigma"
+            print(
+                f"    {kind}: "
+                + ";  ".join(
+                    f"{names[j]} mean {p[:, j].mean():+.2f} std {p[:, j].std():.2f}"
+                    for j in (4, 0, 3)
+                )
+                + f";  chi2(truth)-chi2(MAP) median {np.median(dchi2):.1f}",
+                flush=True,
+            )
+
+
 def main():
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -359,6 +428,15 @@ def main():
         "--n-linear", type=int, default=5, help="spectra refitted with multilinear interpolation"
     )
     ap.add_argument("--skip-study", action="store_true")
+    ap.add_argument(
+        "--independent",
+        type=int,
+        default=0,
+        help="6. noise-free spectra per independent grid set-up (issue 15; 0: skip)",
+    )
+    ap.add_argument(
+        "--independent-noisy", type=int, default=0, help="noisy spectra on the well-sampled one"
+    )
     ap.add_argument("--skip-qm", action="store_true")
     ap.add_argument(
         "--teff-step", type=float, default=250.0, help="Teff node spacing of the grid [K]"
@@ -386,6 +464,9 @@ def main():
         if args.n_single:
             print(f"5. {args.n_single} single-component spectra")
             bench_single(grid, args.n_single)
+    if args.independent or args.independent_noisy:
+        print("6. independent toy grids (issue 15): Planck x lines x bands, 13 x 3 x 2 nodes")
+        bench_independent(args.independent, args.independent_noisy)
 
 
 if __name__ == "__main__":
