@@ -20,6 +20,14 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from skyscene._validation import (
+    check_choice,
+    check_int,
+    check_odd,
+    check_optional,
+    check_positive,
+    check_range,
+)
 from skyscene.diffim._core import Spectra, zogy_products
 from skyscene.diffim.fluxratio import FluxRatioFit, fit_flux_ratio
 from skyscene.diffim.partition import partition
@@ -140,49 +148,48 @@ class ZogyConfig:
     def __post_init__(self) -> None:
         if self.precision not in ("single", "double"):
             raise ParameterError(
-                f"ZogyConfig.precision must be 'single' or 'double', got {self.precision!r}"
+                f"ZogyConfig.precision must be 'single' or 'double', got {self.precision!r}",
+                name="ZogyConfig.precision",
+                value=self.precision,
             )
-        if self.psf not in ("auto", "exposure", "estimate"):
-            raise ParameterError(
-                f"ZogyConfig.psf must be 'auto', 'exposure' or 'estimate', got {self.psf!r}"
-            )
-        if self.psf_size < 5 or self.psf_size % 2 == 0:
-            raise ParameterError(f"ZogyConfig.psf_size must be odd and >= 5, got {self.psf_size!r}")
-        if self.background_box < 8:
-            raise ParameterError(
-                f"ZogyConfig.background_box must be >= 8, got {self.background_box!r}"
-            )
+        check_choice("ZogyConfig.psf", self.psf, ("auto", "exposure", "estimate"))
+        check_odd("ZogyConfig.psf_size", self.psf_size, low=5)
+        check_int("ZogyConfig.background_box", self.background_box, low=8)
+        check_int("ZogyConfig.background_filter", self.background_filter, low=1)
         if self.flux_ratio is not None and not (
-            math.isfinite(self.flux_ratio) and self.flux_ratio > 0
+            isinstance(self.flux_ratio, int | float | np.floating)
+            and math.isfinite(self.flux_ratio)
+            and self.flux_ratio > 0
         ):
-            raise ParameterError(f"ZogyConfig.flux_ratio must be positive, got {self.flux_ratio!r}")
+            raise ParameterError(
+                f"ZogyConfig.flux_ratio must be positive, got {self.flux_ratio!r}",
+                name="ZogyConfig.flux_ratio",
+                value=self.flux_ratio,
+            )
         for name in (
             "gain_science",
             "gain_reference",
             "saturation_science",
             "saturation_reference",
         ):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise ParameterError(f"ZogyConfig.{name} must be positive, got {value!r}")
+            check_optional(check_positive, f"ZogyConfig.{name}", getattr(self, name))
         if self.astrometric_sigma is not None:
-            sx, sy = self.astrometric_sigma
-            if not (sx >= 0 and sy >= 0):
-                raise ParameterError(
-                    f"ZogyConfig.astrometric_sigma must be >= 0, got {self.astrometric_sigma!r}"
-                )
-        if self.subimage_size is not None and self.subimage_size < 64:
-            raise ParameterError(
-                f"ZogyConfig.subimage_size must be >= 64 pixels, got {self.subimage_size!r}"
-            )
-        if self.subimage_border < 0:
-            raise ParameterError(
-                f"ZogyConfig.subimage_border must be >= 0, got {self.subimage_border!r}"
-            )
-        if not 0 < self.contamination_limit < 1:
-            raise ParameterError(
-                f"ZogyConfig.contamination_limit must be in (0, 1), got {self.contamination_limit!r}"
-            )
+            for value in self.astrometric_sigma:
+                check_positive("ZogyConfig.astrometric_sigma", value, allow_zero=True)
+        check_optional(check_int, "ZogyConfig.subimage_size", self.subimage_size, low=64)
+        check_optional(check_int, "ZogyConfig.edge_width", self.edge_width, low=0)
+        check_int("ZogyConfig.subimage_border", self.subimage_border, low=0)
+        check_int("ZogyConfig.saturation_grow", self.saturation_grow, low=0)
+        check_int("ZogyConfig.min_sources", self.min_sources, low=1)
+        check_int("ZogyConfig.max_iter", self.max_iter, low=1)
+        check_range(
+            "ZogyConfig.contamination_limit",
+            self.contamination_limit,
+            low=0,
+            high=1,
+            low_inclusive=False,
+            high_inclusive=False,
+        )
 
     @property
     def dtype(self) -> np.dtype:
