@@ -35,6 +35,7 @@ _COMMAND_MODULES = (
     "skyscene.cli.diffim",
     "skyscene.cli.spectra",
     "skyscene.cli.db",
+    "skyscene.cli.search",
 )
 
 

@@ -360,6 +360,7 @@ def run_tasks(
     shared: Any = None,
     require_paths: Iterable[str | Path] = (),
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    on_result: Callable[[int, Any], None] | None = None,
 ) -> TaskResults:
     """Apply ``func`` to every item, in parallel per ``scheduler``; results in input order.
 
@@ -391,6 +392,10 @@ def run_tasks(
         before the first task (:class:`SchedulerError` naming path and worker).
     connect_timeout : float
         Seconds to wait for an existing scheduler.
+    on_result : callable, optional
+        ``on_result(index, result)``, called in this process as each result arrives
+        (in completion order, cached results included), e.g. to store results while
+        the other tasks run.
 
     Returns
     -------
@@ -435,7 +440,8 @@ def run_tasks(
         items = list(zip(names, items, strict=True))
     if scheduler == "synchronous" and client is None:
         out.extend(
-            func(item, *args) for item in tqdm(items, desc=desc, disable=not progress, unit="task")
+            _reported(func(item, *args), i, on_result)
+            for i, item in enumerate(tqdm(items, desc=desc, disable=not progress, unit="task"))
         )
     else:
         ctx = (
@@ -446,18 +452,30 @@ def run_tasks(
         with ctx as active:
             if active is None:
                 out.extend(
-                    func(item, *args)
-                    for item in tqdm(items, desc=desc, disable=not progress, unit="task")
+                    _reported(func(item, *args), i, on_result)
+                    for i, item in enumerate(
+                        tqdm(items, desc=desc, disable=not progress, unit="task")
+                    )
                 )
             else:
                 out.extend(
-                    _run_distributed(active, func, items, args, progress, desc, require_paths)
+                    _run_distributed(
+                        active, func, items, args, progress, desc, require_paths, on_result
+                    )
                 )
     out.n_failed = sum(is_failure(r) for r in out)
     return out
 
 
-def _run_distributed(active, func, items, args, progress, desc, require_paths) -> list[Any]:
+def _reported(result: Any, index: int, on_result: Callable[[int, Any], None] | None) -> Any:
+    if on_result is not None:
+        on_result(index, result)
+    return result
+
+
+def _run_distributed(
+    active, func, items, args, progress, desc, require_paths, on_result=None
+) -> list[Any]:
     from distributed import as_completed
     from tqdm.auto import tqdm
 
@@ -472,7 +490,8 @@ def _run_distributed(active, func, items, args, progress, desc, require_paths) -
     try:
         with tqdm(total=len(items), desc=desc, disable=not progress, unit="task") as bar:
             for future in as_completed(futures):
-                results[index[future.key]] = future.result()
+                i = index[future.key]
+                results[i] = _reported(future.result(), i, on_result)
                 bar.update(1)
     except KeyboardInterrupt:
         _quiet_distributed(logging.CRITICAL)
