@@ -177,6 +177,44 @@ def _reduce_tables(out: Path) -> list[Path]:
     return sorted((red / "lcs").rglob("*.csv")) + sorted((red / "cat").rglob("*.csv"))
 
 
+# ----------------------------------------------------------------------------- search
+def _search_prepare(data: Path) -> None:
+    from skyscene.pipelines.diffim import simulate_pair_files
+
+    rows = ["pair_id,science,reference"]
+    for i in range(5):
+        simulate_pair_files(
+            data / f"p{i}", seed=400 + i, shape=(256, 256), n_transients=5, transient_snr=20.0
+        )
+        rows.append(f"p{i},p{i}/science.fits,p{i}/reference.fits")
+    # an entry whose science file does not exist: a failure that must survive the kills
+    rows.append("gone,p9/science.fits,p0/reference.fits")
+    (data / "pairs.csv").write_text("\n".join(rows) + "\n")
+
+
+def _search_command(data: Path, out: Path, scheduler: str) -> list[str]:
+    return [
+        "search",
+        str(data / "pairs.csv"),
+        "--out",
+        str(out / "search"),
+        "--scheduler",
+        scheduler,
+        "--workers",
+        "2",
+    ]
+
+
+def _search_finished(out: Path) -> int:
+    parts = out / "search" / "parts"
+    return _count(parts, "*.pkl") if parts.is_dir() else 0
+
+
+def _search_tables(out: Path) -> list[Path]:
+    folder = out / "search"
+    return [folder / "candidates.csv", folder / "candidates.parquet"]
+
+
 def scenarios() -> list[Scenario]:
     """The pipelines under test; append the transient search here when it exists."""
     return [
@@ -204,6 +242,20 @@ def scenarios() -> list[Scenario]:
             kill_points=(
                 KillPoint(after_tasks=2),
                 KillPoint(after_tasks=10),
+                KillPoint(after_seconds=4.0),
+            ),
+        ),
+        Scenario(
+            name="search",
+            prepare=_search_prepare,
+            command=_search_command,
+            finished_tasks=_search_finished,
+            tables=_search_tables,
+            key_columns=("candid",),
+            ok_status=(3,),  # one entry names a missing file
+            kill_points=(
+                KillPoint(after_tasks=1),
+                KillPoint(after_tasks=4),
                 KillPoint(after_seconds=4.0),
             ),
         ),

@@ -53,9 +53,9 @@ def _pair(root: Path, name: str, seed: int, **kw):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    """Four seeded pairs and their pairs.csv (relative paths)."""
+    """Three seeded pairs and their pairs.csv (relative paths)."""
     root = tmp_path_factory.mktemp("search-data")
-    files = {f"p{i}": _pair(root, f"p{i}", 300 + i) for i in range(4)}
+    files = {f"p{i}": _pair(root, f"p{i}", 300 + i) for i in range(3)}
     rows = ["pair_id,science,reference"]
     rows += [f"{k},{k}/science.fits,{k}/reference.fits" for k in files]
     (root / "pairs.csv").write_text("\n".join(rows) + "\n")
@@ -207,7 +207,7 @@ def test_rerun_adds_no_rows_and_no_files(data, reference_run, tmp_path):
     files, counts = _files(out), _db_counts(out / "skyscene.db")
     table = (out / "candidates.csv").read_bytes()
     second = run_search(root / "pairs.csv", out, scheduler="synchronous")
-    assert second.n_reused == 4 and second.n_alerts_written == 0
+    assert second.n_reused == 3 and second.n_alerts_written == 0
     assert first.n_alerts_written == first.n_candidates > 0
     assert _files(out).keys() == files.keys()
     after = _db_counts(out / "skyscene.db")
@@ -342,7 +342,7 @@ def test_kill_9_half_way_then_rerun_gives_the_same_results(data, reference_run, 
     proc.wait()
     assert (out / "RUNNING").exists() and not (out / "summary.json").exists()
     done = sum(1 for p in parts.glob("*.pkl") if not p.name.startswith("."))
-    assert 1 <= done < 4
+    assert 1 <= done < 3
     r = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     for name in ("candidates.csv", "candidates.ecsv"):
@@ -351,7 +351,7 @@ def test_kill_9_half_way_then_rerun_gives_the_same_results(data, reference_run, 
     assert len(set(table["candid"])) == len(table) == ref_summary.n_candidates
     counts = _db_counts(out / "skyscene.db")
     assert counts["candidates"] == counts["alert_files"] == len(table)
-    assert counts["pairs"] == 4
+    assert counts["pairs"] == 3
     assert sorted(p.name for p in (out / "alerts").iterdir()) == sorted(
         f"{c}.avro" for c in table["candid"]
     )
