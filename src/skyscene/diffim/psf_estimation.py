@@ -262,6 +262,13 @@ def estimate_psf(
     saturated = flat >= 3
     if saturation is not None:
         saturated |= np.asarray(sources["peak"]) >= 0.5 * saturation
+    # a masked pixel in the stamp (saturated cores are masked, then filled smoothly)
+    if bad.any():
+        integral = np.pad(np.cumsum(np.cumsum(bad, axis=0), axis=1), ((1, 0), (1, 0)))
+        y0, y1 = np.clip(iy - half, 0, ny), np.clip(iy + half + 1, 0, ny)
+        x0, x1 = np.clip(ix - half, 0, nx), np.clip(ix + half + 1, 0, nx)
+        n_bad = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+        saturated |= n_bad > 0
     reject("saturated", saturated)
     reject("cosmic_ray", cosmic)
     elongation = a_axis / np.maximum(b_axis, 1e-3)

@@ -92,7 +92,9 @@ class ZogyConfig:
     source_noise : bool
         Include the source-noise terms of eqs. 26–27.
     saturation_science, saturation_reference : float, optional
-        Saturation levels (default: ``meta['saturate']`` or the ``SATURATE`` header key).
+        Saturation levels (default: ``meta['saturate']`` or the ``SATURATE`` header key;
+        without either, the image maximum when 5 or more unmasked pixels share it
+        exactly: the flat tops of clipped stars).
     saturation_grow : int
         Pixels by which saturated regions are grown.
     contamination_limit : float
@@ -440,6 +442,26 @@ def _saturation_level(exposure: Exposure, override: float | None) -> float | Non
     header = meta.get("header")
     if header is not None and header.get("SATURATE") is not None:
         return float(header["SATURATE"])
+    return _clipped_level(exposure)
+
+
+def _clipped_level(exposure: Exposure, *, min_pixels: int = 5) -> float | None:
+    """The level at which an image without SATURATE was clipped: its maximum, when at
+    least ``min_pixels`` unmasked pixels share it exactly (flat-topped saturated stars),
+    else None. Noise never repeats a maximum that often."""
+    good = ~exposure.mask
+    if not good.any():
+        return None
+    top = float(np.max(exposure.data, where=good, initial=-np.inf))
+    count = int(np.count_nonzero((exposure.data == top) & good))
+    if count >= min_pixels:
+        log.info(
+            "%s: no SATURATE; %d pixels share the maximum %.6g: taken as the saturation level",
+            _label(exposure, "image"),
+            count,
+            top,
+        )
+        return top
     return None
 
 
