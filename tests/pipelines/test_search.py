@@ -424,3 +424,47 @@ def test_dask_scale_out_equals_synchronous(data, reference_run, tmp_path):
     assert sorted(p.name for p in (out / "alerts").iterdir()) == sorted(
         p.name for p in (ref_out / "alerts").iterdir()
     )
+
+
+# --------------------------------------------------------------------------- demo, machinery
+
+
+def test_demo_stage_writes_the_page(tmp_path):
+    from skyscene.pipelines.search import demo_stage
+
+    text = demo_stage(tmp_path)
+    out = tmp_path / "search" / "out"
+    assert str(out / "index.html") in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] and summary["n_ok"] == summary["n_pairs"] == 3
+    per_pair = summary["candidates_per_pair"]
+    found, injected = map(int, re.search(r"(\d+)/(\d+) injected", text).groups())
+    assert injected == 16 and found >= 14  # S/N 8-40: a few at S/N ~8 may fall below 5 sigma
+    assert per_pair["pair1"] >= 7 and per_pair["pair2"] >= 7 and per_pair["null"] <= 2
+    images = re.findall(r'<img src="([^"]+)"', (out / "index.html").read_text())
+    assert images and all((out / src).is_file() for src in images)
+
+
+def test_run_tasks_reports_each_result_as_it_arrives(tmp_path):
+    from skyscene.pipelines._scheduler import run_tasks
+
+    seen = []
+    out = run_tasks(
+        abs,
+        [-3, 1, -2],
+        scheduler="synchronous",
+        cache_dir=tmp_path,
+        keys=["a", "b", "c"],
+        on_result=lambda i, r: seen.append((i, r)),
+    )
+    assert list(out) == [3, 1, 2] and seen == [(0, 3), (1, 1), (2, 2)]
+    seen.clear()
+    again = run_tasks(
+        abs,
+        [-3, 1, -2],
+        scheduler="synchronous",
+        cache_dir=tmp_path,
+        keys=["a", "b", "c"],
+        on_result=lambda i, r: seen.append((i, r)),
+    )
+    assert again.n_reused == 3 and seen == [(0, 3), (1, 1), (2, 2)]  # cached ones too

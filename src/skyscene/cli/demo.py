@@ -21,6 +21,7 @@ _DEMO_STAGES = (
     "skyscene.pipelines.reduce:demo_stage",
     "skyscene.pipelines.smp:demo_stage",
     "skyscene.pipelines.diffim:demo_stage",
+    "skyscene.pipelines.search:demo_stage",
     "skyscene.pipelines.spectra:demo_stage",
 )
 
