@@ -33,9 +33,11 @@ _COMMAND_MODULES = (
     "skyscene.cli.demo",
     "skyscene.cli.smp",
     "skyscene.cli.diffim",
+    "skyscene.cli.simulate_search",
     "skyscene.cli.spectra",
     "skyscene.cli.db",
     "skyscene.cli.search",
+    "skyscene.cli.rb",
 )
 
 

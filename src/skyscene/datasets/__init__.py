@@ -9,6 +9,7 @@ writes its truth next to the data. Submodules are imported on first use, so
 - :func:`simulate_tno_stamps`: DES-like stamp sets for scene-modelling photometry.
 - :func:`simulate_piff_model`: a Piff PSF model fitted to simulated stars (``piff`` extra).
 - :func:`simulate_pair`: science/reference pairs with transients (ZOGY).
+- :func:`simulate_search`: many pairs with injections, artefacts and truth (search).
 - :func:`simulate_spectral_grid`, :func:`simulate_spectrum`: toy spectral grid and spectra.
 """
 
@@ -22,6 +23,7 @@ __all__ = [
     "simulate_observations",
     "simulate_pair",
     "simulate_piff_model",
+    "simulate_search",
     "simulate_spectral_grid",
     "simulate_spectrum",
     "simulate_tno_stamps",
@@ -34,6 +36,7 @@ _WHERE = {
     "simulate_tno_stamps": "tno",
     "simulate_pair": "pairs",
     "simulate_piff_model": "piff_model",
+    "simulate_search": "search",
     "simulate_spectral_grid": "spectra",
     "simulate_spectrum": "spectra",
 }
