@@ -16,16 +16,15 @@ understands), for an alert packet's ``stampData``.
 from __future__ import annotations
 
 import enum
-import gzip
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
 from skyscene._validation import check_choice, check_int, check_odd
 from skyscene.errors import DataError, ParameterError
+from skyscene.io.stamps import STAMP_COMPRESSLEVEL, encode_fits_stamp
 
 __all__ = ["CutoutBits", "Cutouts", "cutout_fits_bytes", "make_cutouts"]
 
@@ -140,7 +139,7 @@ class Cutouts:
             header[key] = (value, comment)
         return WCS(header)
 
-    def fits_bytes(self, i: int, kind: str, *, compresslevel: int = 1) -> bytes:
+    def fits_bytes(self, i: int, kind: str, *, compresslevel: int = STAMP_COMPRESSLEVEL) -> bytes:
         """Gzip-compressed FITS of cutout ``i``; see :func:`cutout_fits_bytes`."""
         return cutout_fits_bytes(self, i, kind, compresslevel=compresslevel)
 
@@ -417,45 +416,9 @@ def _cards_for(cutouts: Cutouts, i: int):
         yield key, value, comment
 
 
-def _format_value(value: Any) -> str:
-    if isinstance(value, bool | np.bool_):
-        return f"{'T' if value else 'F':>20}"
-    if isinstance(value, int | np.integer):
-        return f"{int(value):>20}"
-    if isinstance(value, float | np.floating):
-        text = f"{float(value):.16G}"
-        if not math.isfinite(float(value)):
-            raise ParameterError(f"cannot write a non-finite FITS header value {value!r}")
-        if "." not in text and "E" not in text:
-            text += ".0"
-        return f"{text:>20}"
-    text = "'" + f"{str(value).replace(chr(39), chr(39) * 2):<8}" + "'"
-    return f"{text:<20}"
-
-
-def _card(key: str, value: Any = None, comment: str = "") -> bytes:
-    if key == "END":
-        card = "END"
-    else:
-        card = f"{key:<8}= {_format_value(value)}"
-        if comment:
-            card += f" / {comment}"
-    card = card[:80]
-    return f"{card:<80}".encode("ascii", "replace")
-
-
-def _hdu(cards: list[bytes], array: np.ndarray) -> bytes:
-    header = b"".join(cards) + _card("END")
-    header += b" " * (-len(header) % 2880)
-    if array.dtype == np.uint8:
-        data = np.ascontiguousarray(array).tobytes()
-    else:
-        data = np.ascontiguousarray(array, dtype=">f4").tobytes()
-    data += b"\0" * (-len(data) % 2880)
-    return header + data
-
-
-def cutout_fits_bytes(cutouts: Cutouts, i: int, kind: str, *, compresslevel: int = 1) -> bytes:
+def cutout_fits_bytes(
+    cutouts: Cutouts, i: int, kind: str, *, compresslevel: int = STAMP_COMPRESSLEVEL
+) -> bytes:
     """One cutout as gzip-compressed FITS bytes (for an alert's ``stampData``).
 
     Parameters
@@ -465,7 +428,8 @@ def cutout_fits_bytes(cutouts: Cutouts, i: int, kind: str, *, compresslevel: int
         Index of the candidate.
     kind : {"science", "reference", "difference"}
     compresslevel : int
-        gzip level, 0–9 (1 is fast; the float noise compresses little at any level).
+        gzip level, 0–9 (see :func:`skyscene.io.encode_fits_stamp`; 1 is the fastest
+        that compresses; the float noise compresses little at any level).
 
     Returns
     -------
@@ -485,45 +449,20 @@ def cutout_fits_bytes(cutouts: Cutouts, i: int, kind: str, *, compresslevel: int
     data = getattr(cutouts, kind)[i]
     variance = getattr(cutouts, f"{kind}_variance")[i]
     mask = getattr(cutouts, f"{kind}_mask")[i]
-    ny, nx = data.shape
     x0, y0 = (int(v) for v in cutouts.origin[i])
-    bunit = cutouts.meta.get("bunit", "adu")
-    primary = [
-        _card("SIMPLE", True, "conforms to FITS standard"),
-        _card("BITPIX", -32, "32-bit float"),
-        _card("NAXIS", 2),
-        _card("NAXIS1", nx),
-        _card("NAXIS2", ny),
-        _card("EXTEND", True),
-        *(_card(k, v, c) for k, v, c in _cards_for(cutouts, i)),
-        _card("BUNIT", bunit, "science counts"),
-        _card("STAMPTYP", kind, "science, reference or difference"),
-        _card("CANDID", int(cutouts.candid[i]), "skyscene candidate id"),
-        _card("LTV1", float(-x0), "cutout origin: x0 = -LTV1 (science pixels)"),
-        _card("LTV2", float(-y0), "cutout origin: y0 = -LTV2 (science pixels)"),
-        _card("FLUXRAT", float(cutouts.meta.get("flux_ratio", 1.0)), "F_n / F_r of the pair"),
-    ]
-    uncert = [
-        _card("XTENSION", "IMAGE", "image extension"),
-        _card("BITPIX", -32),
-        _card("NAXIS", 2),
-        _card("NAXIS1", nx),
-        _card("NAXIS2", ny),
-        _card("PCOUNT", 0),
-        _card("GCOUNT", 1),
-        _card("EXTNAME", "UNCERT", "variance of the primary image"),
-        _card("UTYPE", "VarianceUncertainty", "astropy.nddata uncertainty class"),
-        _card("BUNIT", f"{bunit}2" if bunit else "", "unit of the variance"),
-    ]
-    mask_cards = [
-        _card("XTENSION", "IMAGE", "image extension"),
-        _card("BITPIX", 8),
-        _card("NAXIS", 2),
-        _card("NAXIS1", nx),
-        _card("NAXIS2", ny),
-        _card("PCOUNT", 0),
-        _card("GCOUNT", 1),
-        _card("EXTNAME", "MASK", "CutoutBits: 1 off image, 2 masked, 4 flagged"),
-    ]
-    raw = _hdu(primary, data) + _hdu(uncert, variance) + _hdu(mask_cards, mask)
-    return gzip.compress(raw, compresslevel=compresslevel, mtime=0)
+    return encode_fits_stamp(
+        data,
+        variance=variance,
+        mask=mask,
+        wcs=tuple(_cards_for(cutouts, i)),
+        bunit=cutouts.meta.get("bunit", "adu"),
+        cards=(
+            ("STAMPTYP", kind, "science, reference or difference"),
+            ("CANDID", int(cutouts.candid[i]), "skyscene candidate id"),
+            ("LTV1", float(-x0), "cutout origin: x0 = -LTV1 (science pixels)"),
+            ("LTV2", float(-y0), "cutout origin: y0 = -LTV2 (science pixels)"),
+            ("FLUXRAT", float(cutouts.meta.get("flux_ratio", 1.0)), "F_n / F_r of the pair"),
+        ),
+        mask_comment="CutoutBits: 1 off image, 2 masked, 4 flagged",
+        compresslevel=compresslevel,
+    )

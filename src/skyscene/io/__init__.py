@@ -24,6 +24,7 @@ from skyscene.io.headers import (
     register_profile,
 )
 from skyscene.io.masters import MASTER_KINDS, MASTER_UNITS, MasterFrame, read_master, write_master
+from skyscene.io.stamps import STAMP_COMPRESSLEVEL, FitsStamp, decode_fits_stamp, encode_fits_stamp
 from skyscene.io.tables import TABLE_FORMATS, jsonable_meta, write_table
 
 __all__ = [
@@ -31,15 +32,19 @@ __all__ = [
     "MASTER_UNITS",
     "NONPHYSICAL_SCALE",
     "PROFILES",
+    "STAMP_COMPRESSLEVEL",
     "TABLE_FORMATS",
     "Exposure",
+    "FitsStamp",
     "InstrumentProfile",
     "MasterFrame",
     "ObservationInfo",
     "atomic_path",
     "atomic_write_text",
     "bunit",
+    "decode_fits_stamp",
     "detect_profile",
+    "encode_fits_stamp",
     "exposure_from_ccddata",
     "exposure_header",
     "exposure_to_ccddata",
