@@ -8,7 +8,7 @@ import pytest
 from phoenix_files import write_phoenix_library
 
 from skyscene.cli.spectra import register
-from skyscene.errors import InputFileError
+from skyscene.errors import InputFileError, ParameterError
 from skyscene.pipelines.spectra import read_spectrum_csv
 from skyscene.spectra import SpectralGrid
 
@@ -157,3 +157,30 @@ def test_bad_spectrum_files(tmp_path, simulated):
                 str(tmp_path / "missing.h5"),
             ]
         )
+
+
+def test_fit_trim_fits_what_the_grid_supports(simulated, tmp_path, capsys):
+    """RV bounds of ±500 km/s need more grid than the simulated spectrum (made for ±200)
+    has at its ends: an error naming the option, or with --trim a fit that says so."""
+    spectrum = tmp_path / "wide.csv"
+    spec = read_spectrum_csv(simulated / "spectrum_single.csv")
+    from astropy.table import Table
+
+    Table({"wavelength": spec.wavelength, "flux": spec.flux, "sigma": spec.sigma}).write(
+        spectrum, format="ascii.csv"
+    )
+    argv = ["spectra", "fit", str(spectrum), "--grid", str(simulated / "grid.h5")]
+    bounds = ["--resolution", "30000", "--rv-min", "-500", "--rv-max", "500"]
+    with pytest.raises(ParameterError, match=r"needs grid wavelengths .* trim=True"):
+        run([*argv, *bounds, "--out-dir", str(tmp_path)])
+    assert run([*argv, *bounds, "--trim", "--out-dir", str(tmp_path)]) == 0
+    assert "trimmed: fitted" in capsys.readouterr().out
+    result = json.loads((tmp_path / "wide_fit.json").read_text())
+    trimmed = result["single"]["trimmed"]
+    lo, hi = trimmed["wavelength_range"]
+    inside = (spec.wavelength >= lo) & (spec.wavelength <= hi)
+    assert trimmed["n_pixels"] == int(np.count_nonzero(~inside)) > 0
+    table = np.genfromtxt(tmp_path / "wide_model.csv", delimiter=",", names=True)
+    assert table.size == spec.wavelength.size  # every pixel is written
+    assert np.all(np.isnan(table["model"][~inside])) and np.all(np.isfinite(table["model"][inside]))
+    assert abs(result["single"]["theta1"]["Teff"] - 5400.0) < 60.0

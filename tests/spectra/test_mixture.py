@@ -277,3 +277,27 @@ def test_pulls_over_seeded_realisations(fit_grid, toy_model):
     pulls = np.array(pulls)
     assert np.all(np.abs(pulls.mean(axis=0)) < 1.0)
     assert np.all((pulls.std(axis=0) > 0.4) & (pulls.std(axis=0) < 1.8))
+
+
+def test_trim_fits_the_range_the_grid_supports(fit_grid, toy_model):
+    """A spectrum reaching beyond what the grid supports for the RV and v sin i bounds:
+    an error naming the supported range by default; with trim=True the fit of that range."""
+    s = spectrum(toy_model, t1=5080.0, rng=26, pixels=1024)
+    wl = np.concatenate([np.linspace(5290.0, 5319.0, 64), s.wavelength])  # grid starts 5300
+    flux = np.concatenate([np.full(64, s.flux[0]), s.flux])
+    sigma = np.concatenate([np.full(64, s.sigma[0]), s.sigma])
+    with pytest.raises(ParameterError, match=r"fit\(\.\.\., trim=True\) fits 53\d\d\.\d\d-"):
+        SingleComponentModel(fit_grid, **BOUNDS).fit(wl, flux, sigma)
+    m = SingleComponentModel(fit_grid, **BOUNDS).fit(wl, flux, sigma, trim=True)
+    lo, hi = m.trimmed_.wavelength_range
+    assert 5300.0 < lo < 5320.0 and hi > s.wavelength[-1]  # only the blue end is cut
+    left_out = int(np.count_nonzero(wl < lo))
+    assert m.trimmed_.n_pixels == left_out > 0 and m.trimmed_.orders_dropped == ()
+    assert m.n_data_ == wl.size - left_out and m.fitted_pixels_.sum() == m.n_data_
+    assert abs(m.theta1_[0] - 5080.0) < 30.0
+    full = SingleComponentModel(fit_grid, **BOUNDS).fit(s.wavelength, s.flux, s.sigma, trim=True)
+    assert full.trimmed_.n_pixels == 0 and full.fitted_pixels_.all()  # nothing to trim
+    with pytest.raises(ParameterError, match=r"trim=True: no pixel of 5100-5200 Å lies in"):
+        SingleComponentModel(fit_grid, **BOUNDS).fit(
+            np.linspace(5100.0, 5200.0, 64), flux[:64], sigma[:64], trim=True
+        )

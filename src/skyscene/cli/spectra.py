@@ -56,8 +56,15 @@ def _fit(args) -> int:
         config=config,
         rng=args.seed,
         progress=args.progress,
+        trim=args.trim,
     )
     m = res.model
+    if m.trimmed_ is not None and m.trimmed_.n_pixels:
+        lo, hi = m.trimmed_.wavelength_range
+        print(
+            f"trimmed: fitted {lo:.2f}-{hi:.2f} Å, the range the grid supports "
+            f"({m.trimmed_.n_pixels} pixels left out)"
+        )
     names = m.parameter_names_
     print(
         "theta1: "
@@ -155,6 +162,12 @@ def register(commands, simulate) -> None:
         choices=["emulator", "linear"],
         help="grid spectra between nodes: ln-flux eigenspectra with cubic-spline weights "
         "(default) or multilinear (reference)",
+    )
+    f.add_argument(
+        "--trim",
+        action="store_true",
+        help="fit only the wavelengths the grid supports for the RV and v sin i bounds "
+        "(instead of failing when the grid is too short)",
     )
     f.add_argument("--out-dir", help="output folder (default: the spectrum's folder)")
     f.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")

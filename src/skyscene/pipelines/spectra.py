@@ -129,6 +129,7 @@ def _fit_record(model) -> dict:
             zip(model.parameter_names_, model.theta2_err_.tolist(), strict=True)
         )
     out["c"] = {"value": float(model.c_), "error": float(model.c_err_)}
+    out["trimmed"] = None if model.trimmed_ is None else model.trimmed_.to_dict()
     out["model"] = type(model).__name__
     out["config"] = model.config_.to_dict()
     out["fit_time_s"] = float(getattr(model, "fit_time_", float("nan")))
@@ -146,6 +147,7 @@ def fit_spectrum_file(
     config: SpectralFitConfig | None = None,
     rng=None,
     progress: bool = False,
+    trim: bool = False,
 ) -> SpectrumFitOutputs:
     """Fit one spectrum CSV with a grid and write JSON, CSV and PNG results.
 
@@ -166,6 +168,11 @@ def fit_spectrum_file(
     config : SpectralFitConfig, optional
         Settings of the mixture fit (default: ``SpectralFitConfig()``); the single fit
         uses ``config.single()``. Recorded in the JSON as ``config.to_dict()``.
+    trim : bool
+        Fit only the wavelengths the grid supports for the RV and v sin i bounds
+        (``MixtureModel.fit(..., trim=True)``) instead of failing; the pixels left out
+        have an empty (NaN) model and residual in ``NAME_model.csv``, and the JSON
+        records the range (``trimmed``).
     """
     from skyscene.io.spectral_grid import read_spectral_grid
     from skyscene.plotting.spectra import save_spectral_fit_plot
@@ -186,7 +193,7 @@ def fit_spectrum_file(
     rng = np.random.default_rng(rng)
     t0 = time.perf_counter()
     single = SingleComponentModel.from_config(grid, config.single()).fit(
-        spec.wavelength, spec.flux, spec.sigma, orders=spec.order, rng=rng
+        spec.wavelength, spec.flux, spec.sigma, orders=spec.order, rng=rng, trim=trim
     )
     model: MixtureModel | SingleComponentModel = single
     cmp = None
@@ -194,7 +201,7 @@ def fit_spectrum_file(
     summary["single"] = _fit_record(single)
     if mixture:
         model = MixtureModel.from_config(grid, config).fit(
-            spec.wavelength, spec.flux, spec.sigma, orders=spec.order, rng=rng
+            spec.wavelength, spec.flux, spec.sigma, orders=spec.order, rng=rng, trim=trim
         )
         summary["mixture"] = _fit_record(model)
         cmp = compare_models(single, model)
@@ -208,22 +215,30 @@ def fit_spectrum_file(
     json_path = atomic_write_text(
         out_dir / f"{stem}_fit.json", json.dumps(summary, indent=2) + "\n"
     )
-    pred = model.predict_components(spec.wavelength, orders=spec.order)
+    fitted = model.fitted_pixels_
+    order_in = None if spec.order is None else spec.order[fitted]
+    pred = model.predict_components(spec.wavelength[fitted], orders=order_in)
     from astropy.table import Table
 
-    good = np.isfinite(spec.sigma)
+    def _full(values):  # model columns on every pixel, NaN where trim left a pixel out
+        out = np.full(spec.wavelength.size, np.nan)
+        out[fitted] = values
+        return out
+
+    good = np.isfinite(spec.sigma) & fitted
+    total = _full(pred.total)
+    # one implicit order 0 when the file has no order column (as the fit assumes)
+    order_col = np.zeros(spec.wavelength.size, np.int64) if spec.order is None else spec.order
     table = Table(
         {
             "wavelength": spec.wavelength,
-            "order": pred.order,
+            "order": order_col,
             "flux": spec.flux,
             "sigma": spec.sigma,
-            "model": pred.total,
-            "component1": pred.component1,
-            "component2": pred.component2,
-            "residual": np.where(
-                good, (spec.flux - pred.total) / np.where(good, spec.sigma, 1), np.nan
-            ),
+            "model": total,
+            "component1": _full(pred.component1),
+            "component2": _full(pred.component2),
+            "residual": np.where(good, (spec.flux - total) / np.where(good, spec.sigma, 1), np.nan),
         }
     )
     csv_path = out_dir / f"{stem}_model.csv"
@@ -231,7 +246,12 @@ def fit_spectrum_file(
         table.write(tmp, format="ascii.csv", overwrite=True)
     title = _title(model)
     plot_path = save_spectral_fit_plot(
-        out_dir / f"{stem}_fit.png", spec.wavelength, spec.flux, spec.sigma, pred, title=title
+        out_dir / f"{stem}_fit.png",
+        spec.wavelength[fitted],
+        spec.flux[fitted],
+        spec.sigma[fitted],
+        pred,
+        title=title,
     )
     log.info("fitted %s: %s", spectrum_path.name, title)
     return SpectrumFitOutputs(

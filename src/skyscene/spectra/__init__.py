@@ -25,6 +25,7 @@ from skyscene.spectra.mixture import (
     SpectralFit,
     SpectralFitConfig,
     SpectrumPrediction,
+    TrimmedRange,
     compare_models,
 )
 from skyscene.spectra.readers import READERS, GridReader, PhoenixACESReader, get_reader
@@ -46,6 +47,7 @@ __all__ = [
     "SpectralGrid",
     "SpectrumInterpolator",
     "SpectrumPrediction",
+    "TrimmedRange",
     "broaden",
     "clone",
     "compare_models",

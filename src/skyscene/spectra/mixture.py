@@ -55,6 +55,7 @@ __all__ = [
     "SpectralFit",
     "SpectralFitConfig",
     "SpectrumPrediction",
+    "TrimmedRange",
     "compare_models",
 ]
 
@@ -336,6 +337,28 @@ class SpectrumPrediction:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TrimmedRange:
+    """What ``fit(..., trim=True)`` left out.
+
+    ``wavelength_range`` (Å) is the data range the grid supports for the RV and v sin i
+    bounds; ``n_pixels`` the pixels outside it (not fitted); ``orders_dropped`` the
+    orders with no pixel inside it.
+    """
+
+    wavelength_range: tuple[float, float]
+    n_pixels: int
+    orders_dropped: tuple = ()
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable dictionary."""
+        return {
+            "wavelength_range": list(self.wavelength_range),
+            "n_pixels": self.n_pixels,
+            "orders_dropped": list(self.orders_dropped),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
 class ModelComparison:
     """Evidence comparison of a single-component and a mixture fit to the same data.
 
@@ -567,7 +590,7 @@ class _SpectrumModel(EstimatorParams):
         self._i_vsini = names.index("vsini")
         self._i_rv = names.index("rv")
 
-    def _setup(self, wavelength, flux, sigma, orders):
+    def _setup(self, wavelength, flux, sigma, orders, trim=False):
         wl = np.asarray(wavelength, dtype=float)
         y = np.asarray(flux, dtype=float)
         sig = np.asarray(sigma, dtype=float)
@@ -613,6 +636,41 @@ class _SpectrumModel(EstimatorParams):
             5.0 * C_KMS / self.config_.resolution if self.config_.resolution else 0.0
         )
         pad = 1.0 + width / C_KMS + 3 * grid.sampling_kms / C_KMS
+        # the data range whose model the grid can compute for every RV and v sin i allowed
+        supported = (
+            float(grid.wavelength[0]) * d_hi * pad * (1 + 1e-12),
+            float(grid.wavelength[-1]) * d_lo / pad * (1 - 1e-12),
+        )
+        keep = (wl >= supported[0]) & (wl <= supported[1])
+        self.fitted_pixels_ = keep if trim else np.ones(wl.size, dtype=bool)
+        self.trimmed_ = None
+        if trim:
+            if not keep.any():
+                raise ParameterError(
+                    f"trim=True: no pixel of {float(wl.min()):g}-{float(wl.max()):g} Å lies "
+                    f"in the range {supported[0]:.2f}-{supported[1]:.2f} Å that the grid "
+                    f"({grid.wavelength[0]:g}-{grid.wavelength[-1]:g} Å) supports for "
+                    f"rv_bounds={self.config_.rv_bounds} km/s and vsini up to "
+                    f"{self.config_.vsini_bounds[1]} km/s",
+                    name="trim",
+                    value=trim,
+                )
+            dropped_orders = sorted(set(np.unique(labels).tolist()) - set(labels[keep].tolist()))
+            self.trimmed_ = TrimmedRange(
+                wavelength_range=supported,
+                n_pixels=int(np.count_nonzero(~keep)),
+                orders_dropped=tuple(dropped_orders),
+            )
+            if self.trimmed_.n_pixels:
+                log.info(
+                    "trim=True: fitting %d of %d pixels, %.2f-%.2f Å (the range the grid "
+                    "supports); orders left out entirely: %s",
+                    int(keep.sum()),
+                    wl.size,
+                    *supported,
+                    dropped_orders or "none",
+                )
+            wl, y, sig, good, labels = wl[keep], y[keep], sig[keep], good[keep], labels[keep]
         self.orders_ = np.unique(labels)
         emulator = None
         if self.config_.interpolation == "emulator":
@@ -634,7 +692,8 @@ class _SpectrumModel(EstimatorParams):
                     f"order {m} ({lo:g}-{hi:g} Å) needs grid wavelengths "
                     f"{need[0]:.2f}-{need[1]:.2f} Å for rv_bounds={self.config_.rv_bounds} km/s "
                     f"and vsini up to {self.config_.vsini_bounds[1]} km/s, "
-                    f"but the grid covers {grid.wavelength[0]:g}-{grid.wavelength[-1]:g} Å"
+                    f"but the grid covers {grid.wavelength[0]:g}-{grid.wavelength[-1]:g} Å; "
+                    f"fit(..., trim=True) fits {supported[0]:.2f}-{supported[1]:.2f} Å only"
                 )
             y_m = np.where(good[sel], y[sel], 0.0)
             self._orders.append(
@@ -913,7 +972,7 @@ class _SpectrumModel(EstimatorParams):
         return p
 
     # ------------------------------------------------------------------ public API
-    def fit(self, wavelength, flux, sigma, *, orders=None, rng=None):
+    def fit(self, wavelength, flux, sigma, *, orders=None, rng=None, trim=False):
         """Fit the model to an observed spectrum (maximum a posteriori).
 
         Parameters
@@ -928,6 +987,11 @@ class _SpectrumModel(EstimatorParams):
             Spectral order (chunk) of each pixel; default: one order.
         rng : numpy.random.Generator or int, optional
             Seeds the jittered extra starting points of the optimiser.
+        trim : bool
+            If the grid does not extend beyond the data by the RV + v sin i margin, fit
+            the pixels of the largest range it supports (logged; recorded in
+            :attr:`trimmed_` and :attr:`fitted_pixels_`) instead of raising
+            :class:`~skyscene.errors.ParameterError`.
 
         Returns
         -------
@@ -935,7 +999,7 @@ class _SpectrumModel(EstimatorParams):
         """
         t0 = time.perf_counter()
         rng = np.random.default_rng(rng)
-        self._setup(wavelength, flux, sigma, orders)
+        self._setup(wavelength, flux, sigma, orders, trim=trim)
         p_single = self._initial_single()
         self._p_single = p_single
         starts = [p_single]
@@ -1308,6 +1372,12 @@ class MixtureModel(_SpectrumModel):
     ----------
     config_ : SpectralFitConfig
         The validated parameters (``config_.to_dict()`` is what outputs record).
+    fitted_pixels_ : ndarray of bool (n_pix,)
+        The pixels fitted (all but those left out by ``fit(..., trim=True)``).
+    trimmed_ : TrimmedRange or None
+        What ``trim=True`` left out (None without it).
+    emulator_ : SpectralEmulator or None
+        The emulator of ``grid_`` used (None with ``interpolation="linear"``).
     grid_ : SpectralGrid
         The grid the fit used: ``grid``, or its ln λ-uniform resampling
         (:meth:`SpectralGrid.log_uniform`, computed once per grid).
