@@ -18,6 +18,7 @@ from skyscene.spectra import (
     SpectralFit,
     SpectralFitConfig,
     SpectralGrid,
+    TrimmedRange,
     clone,
     compare_models,
 )
@@ -183,6 +184,14 @@ def test_results_round_trip_through_json_and_pickle(fitted):
     cmp = compare_models(single, m)
     assert ModelComparison.from_dict(json.loads(json.dumps(cmp.to_dict()))) == cmp
     assert pickle.loads(pickle.dumps(cmp)) == cmp
+    trimmed = TrimmedRange(wavelength_range=(5310.5, 5690.0), n_pixels=12, orders_dropped=(3,))
+    assert pickle.loads(pickle.dumps(trimmed)) == trimmed
+    assert json.loads(json.dumps(trimmed.to_dict())) == {
+        "wavelength_range": [5310.5, 5690.0],
+        "n_pixels": 12,
+        "orders_dropped": [3],
+    }
+    assert m.trimmed_ is None and m.fitted_pixels_.all()  # fitted without trim
     pred = m.predict_components(s.wavelength)
     again = pickle.loads(pickle.dumps(pred))
     np.testing.assert_array_equal(again.total, pred.total)
