@@ -9,10 +9,13 @@ otherwise, with the ``kind`` of the nearest artefact (cosmic ray, hot pixel, bad
 trail, saturated star, dipole, bright-star or galaxy-core residual, mover) or
 ``edge`` / ``noise_peak`` when nothing was injected there.
 
-The simulator is a strategy: any callable ``simulator(rng, index) -> SimulatedScene``
-(science and reference :class:`~skyscene.io.Exposure`, a truth table, a group id).
-The default, :func:`pair_scene`, draws conditions with :func:`draw_conditions` and calls
-:func:`skyscene.datasets.pairs.simulate_pair`; the search simulator plugs in the same way.
+The simulator is a strategy: any callable ``simulator(config, rng, index) ->
+SimulatedScene`` (science and reference :class:`~skyscene.io.Exposure`, a truth table,
+a group id). The default, :func:`search_scene`, is the search simulator
+(:func:`skyscene.datasets.search.simulate_search_pair`: its own wide ranges of seeing,
+depth, PSF family and ellipticity, sky, saturation, hosts, and every artefact kind);
+:func:`pair_scene` draws :func:`draw_conditions` over ``config``'s ranges for
+:func:`skyscene.datasets.pairs.simulate_pair` (transients, cosmic rays, saturated stars).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ __all__ = [
     "label_candidates",
     "make_training_set",
     "pair_scene",
+    "search_scene",
 ]
 
 log = logging.getLogger(__name__)
@@ -308,6 +312,30 @@ def pair_scene(config: TrainingSetConfig, rng: np.random.Generator, index: int) 
     )
 
 
+def search_scene(config: TrainingSetConfig, rng: np.random.Generator, index: int) -> SimulatedScene:
+    """The search simulator (:func:`skyscene.datasets.search.simulate_search_pair`) at
+    ``config.size``, its own wide condition ranges, and its truth table (every
+    injection and artefact with its ``kind``; trails, columns, bleeds as segments).
+    The default simulator of :func:`make_training_set`."""
+    from skyscene.datasets.search import SearchSimConfig, simulate_search_pair
+
+    seed = int(rng.integers(0, 2**31 - 1))
+    group = f"pair{index:05d}"
+    pair = simulate_search_pair(
+        SearchSimConfig(shape=(config.size, config.size)), rng=seed, pair_id=group
+    )
+    t = pair.truth
+    truth = {name: np.asarray(t[name]) for name in ("kind", "x", "y", "length", "angle")}
+    conditions = {"seed": seed, **pair.conditions.to_dict()}
+    return SimulatedScene(
+        science=pair.science,
+        reference=pair.reference,
+        truth=truth,
+        group=group,
+        conditions=conditions,
+    )
+
+
 def _segment_distance(px, py, x, y, length, angle) -> np.ndarray:
     """Distances (M, K) from points (M,) to segments (K,) centred at (x, y)."""
     ux, uy = np.cos(angle), np.sin(angle)
@@ -384,7 +412,9 @@ def make_training_set(
     rng : int or numpy.random.Generator
         Seed: the same seed gives the same set.
     simulator : callable, optional
-        ``simulator(config, rng, index) -> SimulatedScene``; default :func:`pair_scene`.
+        ``simulator(config, rng, index) -> SimulatedScene``; default
+        :func:`search_scene` (the search simulator; :func:`pair_scene` is the simpler
+        ``simulate_pair`` one, whose condition ranges are those of ``config``).
     zogy_config : skyscene.diffim.ZogyConfig, optional
     progress_bar : bool
         A tqdm bar over the pairs.
@@ -399,7 +429,7 @@ def make_training_set(
     from skyscene.errors import SkysceneError, SkysceneWarning
 
     config = config or TrainingSetConfig()
-    simulator = simulator or pair_scene
+    simulator = simulator or search_scene
     rng = np.random.default_rng(rng)
     zogy = Zogy(zogy_config) if zogy_config is not None else Zogy()
     cand_config = CandidateConfig(threshold=config.threshold, cutout_size=config.cutout_size)
