@@ -182,6 +182,16 @@ def test_single_pair_end_to_end(data, tmp_path):
         assert oid == row["objectId"] and nbytes > 1000
         if np.isfinite(row["magpsf"]):
             assert magpsf == pytest.approx(row["magpsf"], abs=1e-5)  # Avro float32
+    # read back by skyscene: the three cutouts decode to 63x63 float arrays, the
+    # difference peaking at the candidate (the cutout centre)
+    from skyscene.alerts import read_alerts
+
+    first = read_alerts(alerts[0])[0]
+    assert first.difference.shape == first.science.shape == (63, 63)
+    assert first.difference.dtype == np.float32
+    sign = 1 if first.candidate["isdiffpos"] == "t" else -1
+    centre = sign * first.difference[29:34, 29:34]
+    assert np.nanmax(centre) == pytest.approx(np.nanmax(sign * first.difference), rel=1e-6)
     # the database holds exactly the table's candidates, cutouts and alert files
     counts = _db_counts(out / "skyscene.db")
     assert counts["candidates"] == counts["alert_files"] == len(table)
