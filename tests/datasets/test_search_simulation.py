@@ -12,6 +12,7 @@ from skyscene.datasets.search import (
     REAL_KINDS,
     TRUTH_COLUMNS,
     SearchSimConfig,
+    match_truth,
     simulate_search_pair,
     write_search,
 )
@@ -197,3 +198,28 @@ def test_zogy_finds_the_bright_isolated_transients():
         assert table["isdiffpos"][k] == ("t" if row["kind"] == "transient" else "f")
         checked += 1
     assert checked >= 8
+    # every candidate is explained by the truth but a few noise peaks / scene residuals
+    matched = match_truth(truth, cx, cy)
+    assert np.sum(matched["truth_index"] < 0) <= 3, matched[matched["truth_index"] < 0]
+    assert {"transient", "fading", "cosmic_ray", "hot_pixel"} <= set(matched["kind"])
+
+
+def test_match_truth_follows_the_geometry_of_extended_artefacts(small):
+    truth = small.pairs[0].truth
+    column = truth[truth["kind"] == "bad_column"][0]
+    trail = truth[truth["kind"] == "trail"][0]
+    transient = truth[truth["kind"] == "transient"][0]
+    along = 0.4 * column["length"]  # on the column, far from its middle
+    c, s = np.cos(trail["angle"]), np.sin(trail["angle"])
+    xs = [column["x"] + 0.5, trail["x"] + 40 * c - 1.0 * s, transient["x"] + 1.5, -50.0]
+    ys = [column["y"] + along, trail["y"] + 40 * s + 1.0 * c, transient["y"], -50.0]
+    m = match_truth(truth, xs, ys, radius=2.0)
+    assert list(m["kind"]) == ["bad_column", "trail", "transient", ""]
+    assert list(m["real"]) == [False, False, True, False]
+    assert m["distance"][0] == pytest.approx(0.5) and m["distance"][1] == pytest.approx(1.0)
+    assert m["truth_index"][3] == -1 and np.isnan(m["distance"][3])
+    # beyond the radius of a point source: nothing
+    far = match_truth(
+        truth[truth["index"] == transient["index"]], [transient["x"] + 3], [transient["y"]]
+    )
+    assert far["kind"][0] == ""

@@ -34,6 +34,7 @@ from skyscene.psf import GaussianPSF, MoffatPSF
 
 __all__ = [
     "KINDS",
+    "MATCH_EXTENT",
     "REAL_KINDS",
     "TRUTH_COLUMNS",
     "SearchConditions",
@@ -43,6 +44,7 @@ __all__ = [
     "SearchSimulation",
     "draw_conditions",
     "iter_search_pairs",
+    "match_truth",
     "simulate_search",
     "simulate_search_pair",
     "write_search",
@@ -82,7 +84,7 @@ TRUTH_COLUMNS = {
     "snr": "theoretical ZOGY S/N of the change, signed (NaN where not defined)",
     "on_host": "placed on a galaxy (within one half-light radius)",
     "on_core": "placed on the core of a bright galaxy (within 0.5 px)",
-    "length": "trail / bleed / track length or dipole shift, pixels (NaN: none)",
+    "length": "trail / bleed length, dipole shift, PSF-residual FWHM, pixels (NaN: none)",
     "angle": "direction of that length, radians from the x axis (NaN: none)",
 }
 _DTYPES: dict[str, Any] = {
@@ -861,7 +863,7 @@ def simulate_search_pair(
             "flux": r_flux,
             "flux_ref": r_flux / fr,
             "delta_flux": 0.0,
-            "length": np.full(n_res, cond.science_fwhm * (r_broad - 1.0)),
+            "length": np.full(n_res, cond.science_fwhm * r_broad),  # its FWHM
         },
     ]
     # ---------------------------------------------------------------- noise
@@ -1003,6 +1005,88 @@ def simulate_search_pair(
         stars=stars,
         galaxies=galaxies,
         seed=seed,
+    )
+
+
+# ----------------------------------------------------------------------------- matching
+
+#: Extra matching tolerance (pixels) of extended kinds, beyond ``radius``: cosmic-ray
+#: tracks up to 8 px long (their direction is not in the truth), the flat top of a
+#: saturated star, the width of a satellite trail.
+MATCH_EXTENT = {
+    "cosmic_ray": 4.0,
+    "saturated_star": 8.0,
+    "trail": 4.0,
+    "dipole": 3.0,
+    "psf_residual": 3.0,
+}
+_SEGMENTS = ("mover", "trail", "bad_column", "saturated_star")
+
+
+def match_truth(truth, x, y, *, radius: float = 2.0):
+    """The truth row that explains each detection at science pixels ``(x, y)``.
+
+    Point kinds match within ``radius``; movers, bad columns and saturated stars (with
+    their bleed trails) within ``radius`` of their segment (``length`` along
+    ``angle``), satellite trails within ``radius`` of their line, with the extra
+    :data:`MATCH_EXTENT` of extended kinds (PSF residuals: two FWHMs of their broader
+    PSF, the ring the subtraction leaves). Of several rows within reach, a real change
+    (:data:`REAL_KINDS`) wins, then the nearest (distance less extent). Use it on one
+    pair's truth.
+
+    Returns
+    -------
+    astropy.table.Table
+        One row per detection: ``truth_index`` (row of ``truth``, -1: none), ``kind``
+        ("" when nothing matched: a noise peak or a residual of the static scene),
+        ``real``, ``distance`` (pixels, to the point or segment; NaN when none).
+
+    Examples
+    --------
+    >>> sim = simulate_search(1, shape=(128, 128), rng=3)
+    >>> truth = sim.pairs[0].truth
+    >>> m = match_truth(truth, truth["x"][:2] + 0.5, truth["y"][:2])
+    >>> [int(i) for i in m["truth_index"]], list(m["kind"]) == list(truth["kind"][:2])
+    ([0, 1], True)
+    """
+    from astropy.table import Table
+
+    x = np.atleast_1d(np.asarray(x, float))
+    y = np.atleast_1d(np.asarray(y, float))
+    kinds = np.asarray(truth["kind"]).astype(str)
+    tx, ty = np.asarray(truth["x"], float), np.asarray(truth["y"], float)
+    length = np.nan_to_num(np.asarray(truth["length"], float))
+    angle = np.nan_to_num(np.asarray(truth["angle"], float))
+    half = np.where(np.isin(kinds, _SEGMENTS), length / 2.0, 0.0)
+    half = np.where(kinds == "trail", np.inf, half)
+    extent = np.array([MATCH_EXTENT.get(k, 0.0) for k in kinds])
+    # the residual ring of a broader PSF reaches about two of its FWHMs
+    extent = np.where(kinds == "psf_residual", np.maximum(extent, 2.0 * length), extent)
+    dx = x[:, None] - tx[None, :]
+    dy = y[:, None] - ty[None, :]
+    c, s = np.cos(angle)[None, :], np.sin(angle)[None, :]
+    along = np.clip(dx * c + dy * s, -half[None, :], half[None, :])
+    along = np.where(np.isfinite(along), along, dx * c + dy * s)
+    distance = np.hypot(dx - along * c, dy - along * s)
+    excess = distance - extent[None, :]
+    n = len(x)
+    index = np.full(n, -1)
+    if len(kinds):
+        # within reach: real changes first, then the nearest (distance less extent)
+        key = np.where(excess <= radius, excess - 1e6 * np.isin(kinds, REAL_KINDS), np.inf)
+        best = np.argmin(key, axis=1)
+        ok = np.isfinite(key[np.arange(n), best])
+        index[ok] = best[ok]
+    found = index >= 0
+    return Table(
+        {
+            "truth_index": index,
+            "kind": np.where(found, kinds[np.maximum(index, 0)] if len(kinds) else "", ""),
+            "real": found & np.isin(kinds[np.maximum(index, 0)] if len(kinds) else "", REAL_KINDS),
+            "distance": np.where(
+                found, distance[np.arange(n), np.maximum(index, 0)] if len(kinds) else 0, np.nan
+            ),
+        }
     )
 
 
