@@ -443,7 +443,9 @@ class RealBogusClassifier:
         out = []
         with t.inference_mode():
             for start in range(0, x.shape[0], batch_size):
-                out.append(model(as_tensor(x[start : start + batch_size])).numpy())
+                # channels-last: oneDNN's fast convolution layout on CPUs (~1.5x)
+                xb = as_tensor(x[start : start + batch_size])
+                out.append(model(xb.contiguous(memory_format=t.channels_last)).numpy())
         model.train(was_training)
         return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
