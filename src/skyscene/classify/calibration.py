@@ -39,8 +39,9 @@ def fit_temperature(logits, labels, *, bounds: tuple[float, float] = (0.05, 20.0
     >>> rng = np.random.default_rng(0)
     >>> y = rng.integers(0, 2, 4000)
     >>> true_logit = np.where(y == 1, 1.0, -1.0) + rng.normal(0, 1, 4000)
-    >>> round(fit_temperature(3 * true_logit, y), 1)  # an overconfident model, 3x
-    3.0
+    >>> # the Bayes log-odds are 2 * true_logit; a model giving 3x true_logit is 1.5x
+    >>> round(fit_temperature(3 * true_logit, y), 1)  # overconfident: T = 3 / 2
+    1.5
     """
     from scipy.optimize import minimize_scalar
 
