@@ -478,3 +478,29 @@ def test_run_tasks_reports_each_result_as_it_arrives(tmp_path):
         on_result=lambda i, r: seen.append((i, r)),
     )
     assert again.n_reused == 3 and seen == [(0, 3), (1, 1), (2, 2)]  # cached ones too
+
+
+def test_reference_catalog_computed_once_per_reference(data, tmp_path, monkeypatch):
+    import skyscene.candidates
+    from skyscene.pipelines import search
+
+    calls = []
+    original = skyscene.candidates.reference_catalog
+
+    def counting(reference, **kw):
+        calls.append(reference.filename)
+        return original(reference, **kw)
+
+    monkeypatch.setattr(skyscene.candidates, "reference_catalog", counting)
+    monkeypatch.setattr(search, "_CATALOGS", type(search._CATALOGS)())
+    f = data[1]["p0"]
+    copy = tmp_path / "again.fits"
+    science = read_exposure(f.science)
+    write_exposure(copy, science.replace(time=science.time + 1 * u.day))
+    pairs = [
+        PairEntry.of(f.science, f.reference, pair_id="a"),
+        PairEntry.of(copy, f.reference, pair_id="b"),
+    ]
+    summary = run_search(pairs, tmp_path / "out", scheduler="synchronous")
+    assert summary.n_ok == 2 and len(calls) == 1
+    assert summary.pairs[1]["timings"]["catalog"] < summary.pairs[0]["timings"]["catalog"]
