@@ -44,6 +44,8 @@ def _simulate_pair(args) -> int:
         n_transients=args.n_transients,
         transient_snr=args.snr,
         psf_gradient=args.psf_gradient,
+        n_cosmic_rays=args.cosmic_rays,
+        n_saturated_stars=args.saturated_stars,
     )
     print(f"science {out.science}\nreference {out.reference}\ntruth {out.transients}")
     return 0
@@ -109,5 +111,17 @@ def register(commands, simulate) -> None:
         type=float,
         default=0.0,
         help="fractional science FWHM change to the edges",
+    )
+    s.add_argument(
+        "--cosmic-rays",
+        type=int,
+        default=0,
+        help="unmasked cosmic rays in the science image (default %(default)s)",
+    )
+    s.add_argument(
+        "--saturated-stars",
+        type=int,
+        default=0,
+        help="static stars that saturate the science image (default %(default)s)",
     )
     s.set_defaults(func=_simulate_pair)
