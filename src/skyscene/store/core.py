@@ -5,6 +5,7 @@ candidates into objects by position, and the queries that alerts and the review 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import math
 import os
@@ -19,7 +20,6 @@ from sqlalchemy import (
     Double,
     Engine,
     Table,
-    bindparam,
     create_engine,
     event,
     func,
@@ -167,23 +167,38 @@ class IngestResult:
     n_cutouts: int = 0
 
 
-_LETTERS = "abcdefghijklmnopqrstuvwxyz"
-
-
 def format_object_id(number: int, year: int, prefix: str = "SKY") -> str:
     """``objectId`` of the ``number``-th object (1-based): prefix, 2-digit year, 7 letters.
 
     >>> format_object_id(1, 2026), format_object_id(27, 2026)
     ('SKY26aaaaaaa', 'SKY26aaaaaba')
     """
-    n = number - 1
-    if not 0 <= n < 26**7:
-        raise DataError(f"object number {number} is outside 1..26**7")
-    letters = []
-    for _ in range(7):
-        n, r = divmod(n, 26)
-        letters.append(_LETTERS[r])
-    return f"{prefix}{year % 100:02d}{''.join(reversed(letters))}"
+    return _object_ids(np.array([number], dtype=np.int64), [year], prefix)[0]
+
+
+@dataclass(frozen=True)
+class _Association:
+    """What :meth:`CandidateStore._associate` decided: each row's ``objects.id``."""
+
+    object_key: np.ndarray
+    n_new: int
+    n_matched: int
+
+
+_PLACES = 26 ** np.arange(6, -1, -1, dtype=np.int64)
+
+
+def _object_ids(numbers: np.ndarray, years: Sequence[int], prefix: str) -> list[str]:
+    """:func:`format_object_id` of many objects at once."""
+    n = numbers - 1
+    bad = (n < 0) | (n >= 26**7)
+    if bad.any():
+        raise DataError(f"object number {int(numbers[bad][0])} is outside 1..26**7")
+    codes = ((n[:, None] // _PLACES) % 26 + ord("a")).astype(np.uint8)
+    words = codes.view("S7").ravel().tolist()
+    return [
+        f"{prefix}{year % 100:02d}{word.decode()}" for year, word in zip(years, words, strict=True)
+    ]
 
 
 def _year(jd: float | None) -> int:
@@ -251,10 +266,19 @@ def _t(model: Any) -> Table:
     return cast(Table, model.__table__)
 
 
-def _finite_or_none(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+def _sql_values(values: list, double: bool) -> list:
+    """A column as the driver takes it: Python values, non-finite floats as None (NULL)."""
+    if double:
+        try:
+            array = np.array(values, dtype=float)  # None -> NaN
+        except (TypeError, ValueError):
+            array = None
+        if array is not None and array.shape == (len(values),):
+            out = array.tolist()
+            for i in np.flatnonzero(~np.isfinite(array)).tolist():
+                out[i] = None
+            return out
+    return [None if isinstance(v, float) and not math.isfinite(v) else v for v in values]
 
 
 def _unit_vectors(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
@@ -346,14 +370,29 @@ class CandidateStore:
             return sqlite_insert(table)
         return insert(table)
 
-    def _bulk_insert(self, connection, table: str, rows: list[dict]) -> None:
+    def _bulk_insert(
+        self, connection, table: str, names: Sequence[str], rows: Iterable[tuple]
+    ) -> None:
         """executemany through the driver: SQLAlchemy's per-row parameter processing is
-        most of the time of an ingest otherwise. Values are plain Python numbers, strings,
-        None and datetimes, which every driver takes as they are."""
-        names = list(rows[0])
+        most of the time of an ingest otherwise. ``rows`` are tuples (in ``names`` order)
+        of plain Python numbers, strings, bytes, None and datetimes, which every driver
+        takes as they are."""
+        self._executemany(connection, f"INSERT INTO {table} ({{}}) VALUES ({{}})", names, rows)
+
+    def _executemany(self, connection, template: str, names: Sequence[str], rows) -> None:
+        quote = connection.dialect.identifier_preparer.quote
         mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-        sql = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))})"
-        connection.exec_driver_sql(sql, [tuple(r[k] for k in names) for r in rows])
+        columns = ", ".join(quote(name) for name in names)
+        if template.startswith("UPDATE"):
+            *values, key = names
+            sql = template.format(
+                ", ".join(f"{quote(v)} = {mark}" for v in values), f"{quote(key)} = {mark}"
+            )
+        else:
+            sql = template.format(columns, ", ".join([mark] * len(names)))
+        rows = rows if isinstance(rows, list) else list(rows)
+        if rows:
+            connection.exec_driver_sql(sql, rows)
 
     def _ensure_image(self, connection, path: str, **values: Any) -> int:
         table = _t(m.Image)
@@ -408,8 +447,8 @@ class CandidateStore:
         if not isinstance(pair, PairRecord):
             pair = PairRecord(**dict(pair))
         n, columns = _columns(candidates)
-        rows = self._candidate_rows(pair, n, columns)
-        blobs = self._cutout_rows(rows, cutouts or {}, n)
+        lists = self._candidate_columns(pair, n, columns)
+        blobs = self._cutout_rows(lists["candid"], cutouts or {}, n)
         with self._writer() as connection, connection.begin():
             if self._dialect == "postgresql":
                 connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_INGEST_LOCK})")
@@ -417,7 +456,7 @@ class CandidateStore:
             if connection.scalar(select(pairs.c.id).where(pairs.c.pair_id == pair.pair_id)):
                 return IngestResult(pair.pair_id, False)
             cand = _t(m.Candidate)
-            wanted = [r["candid"] for r in rows]
+            wanted = lists["candid"]
             present: list[int] = []
             for start in range(0, len(wanted), 5000):
                 present += connection.scalars(
@@ -451,22 +490,33 @@ class CandidateStore:
                     "meta": dict(pair.meta) or None,
                 },
             ).scalar_one()
-            n_new, n_matched = self._associate(connection, rows)
-            for row in rows:
-                row["pair_key"] = pair_key
-            if rows:
+            association = self._associate(connection, lists)
+            if n:
                 now: Any = dt.datetime.now(dt.UTC)
                 if self._dialect == "sqlite":  # SQLAlchemy's SQLite DATETIME text form
                     now = now.strftime("%Y-%m-%d %H:%M:%S.%f")
-                for row in rows:
-                    row["created_at"] = now
-                self._bulk_insert(connection, "candidates", rows)
+                names = [*lists, "pair_key", "object_key", "created_at"]
+                rows = zip(
+                    *lists.values(),
+                    itertools.repeat(pair_key),
+                    association.object_key.tolist(),
+                    itertools.repeat(now),
+                )
+                self._bulk_insert(connection, "candidates", names, rows)
             if blobs:
-                connection.execute(insert(_t(m.Cutout)), blobs)
-        log.debug("pair %s: %d candidates, %d new objects", pair.pair_id, n, n_new)
-        return IngestResult(pair.pair_id, True, n, n_new, n_matched, len(blobs))
+                self._bulk_insert(
+                    connection, "cutouts", ("candid", "kind", "format", "data"), blobs
+                )
+        log.debug("pair %s: %d candidates, %d new objects", pair.pair_id, n, association.n_new)
+        return IngestResult(
+            pair.pair_id, True, n, association.n_new, association.n_matched, len(blobs)
+        )
 
-    def _candidate_rows(self, pair: PairRecord, n: int, columns: dict[str, list]) -> list[dict]:
+    def _candidate_columns(
+        self, pair: PairRecord, n: int, columns: dict[str, list]
+    ) -> dict[str, list]:
+        """The candidate table's columns (``candid`` and every feature) as the driver takes
+        them, checked."""
         where = f"pair {pair.pair_id!r}"
         for name in ("candid", "ra", "dec", "isdiffpos"):
             if name not in columns and n:
@@ -477,42 +527,42 @@ class CandidateStore:
                 raise DataError(
                     f"{where}: candidate table has no {name!r} column and the pair record none"
                 )
-        lists: dict[str, list] = {"candid": columns["candid"]}
-        for name in m.FEATURE_COLUMNS:
+        lists: dict[str, list] = {"candid": list(columns.get("candid", []))}
+        for name, kind in m.FEATURE_COLUMNS.items():
             if name in columns:
-                lists[name] = [
-                    None if isinstance(v, float) and not math.isfinite(v) else v
-                    for v in columns[name]
-                ]
+                lists[name] = _sql_values(columns[name], kind is Double)
             else:
                 lists[name] = [defaults.get(name)] * n
-        flags = lists["isdiffpos"]
-        for i, value in enumerate(flags):
-            if value in ("t", "f"):
-                continue
-            if isinstance(value, bool | np.bool_ | int):
-                flags[i] = "t" if value else "f"
-            elif isinstance(value, bytes) and value in (b"t", b"f"):
-                flags[i] = value.decode()
-            else:
-                raise DataError(
-                    f"{where}: candid {lists['candid'][i]}: isdiffpos must be 't' or 'f', "
-                    f"got {value!r}"
-                )
+        flags = lists["isdiffpos"] = list(lists["isdiffpos"])
+        if not set(flags) <= {"t", "f"}:
+            for i, value in enumerate(flags):
+                if value in ("t", "f"):
+                    continue
+                if isinstance(value, bool | np.bool_ | int):
+                    flags[i] = "t" if value else "f"
+                elif isinstance(value, bytes) and value in (b"t", b"f"):
+                    flags[i] = value.decode()
+                else:
+                    raise DataError(
+                        f"{where}: candid {lists['candid'][i]}: isdiffpos must be 't' or 'f', "
+                        f"got {value!r}"
+                    )
         for name in ("candid", "ra", "dec", "jd"):
-            bad = [i for i, v in enumerate(lists[name]) if v is None]
-            if bad:
-                raise DataError(f"{where}: row {bad[0]}: {name!r} is null or not finite")
+            values = lists[name]
+            if name == "candid":
+                values = [
+                    None if isinstance(v, float) and not math.isfinite(v) else v for v in values
+                ]
+            if None in values:
+                raise DataError(
+                    f"{where}: row {values.index(None)}: {name!r} is null or not finite"
+                )
         lists["candid"] = [int(c) for c in lists["candid"]]
-        keys = list(lists)
-        rows = [
-            dict(zip(keys, values, strict=True)) for values in zip(*lists.values(), strict=True)
-        ]
-        if len({r["candid"] for r in rows}) != len(rows):
+        if len(set(lists["candid"])) != n:
             raise DataError(f"{where}: the candidate table repeats a candid")
-        return rows
+        return lists
 
-    def _cutout_rows(self, rows: list[dict], cutouts: Mapping[str, Any], n: int) -> list[dict]:
+    def _cutout_rows(self, candids: list[int], cutouts: Mapping[str, Any], n: int) -> list[tuple]:
         blobs = []
         for kind, values in cutouts.items():
             if kind not in _CUTOUT_KINDS:
@@ -523,26 +573,30 @@ class CandidateStore:
                 )
             if len(values) != n:
                 raise DataError(f"cutouts[{kind!r}] has {len(values)} entries for {n} candidates")
-            for row, value in zip(rows, values, strict=True):
+            for candid, value in zip(candids, values, strict=True):
                 if not isinstance(value, bytes | bytearray | memoryview):
                     from skyscene.alerts import encode_stamp
 
                     value = encode_stamp(np.asarray(value))
-                blobs.append({"candid": row["candid"], "kind": kind, "data": bytes(value)})
+                blobs.append((candid, kind, "fits.gz", bytes(value)))
         return blobs
 
-    def _associate(self, connection, rows: list[dict]) -> tuple[int, int]:
-        """Set ``object_key`` of each row: nearest object within the radius, else a new one."""
-        if not rows:
-            return 0, 0
+    def _associate(self, connection, lists: Mapping[str, list]) -> _Association:
+        """Each candidate's object (``objects.id``): the nearest object within the radius,
+        else a new one (shared by unmatched candidates within the radius of each other)."""
+        n = len(lists["candid"])
+        if not n:
+            return _Association(np.zeros(0, np.int64), 0, 0)
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
         from scipy.spatial import cKDTree
 
         objects = _t(m.Object)
         radius = self.config.match_radius_arcsec / 3600.0
         chord = 2 * math.sin(math.radians(radius) / 2)
-        ra = np.array([r["ra"] for r in rows], dtype=float)
-        dec = np.array([r["dec"] for r in rows], dtype=float)
-        jd = np.array([r["jd"] for r in rows], dtype=float)
+        ra = np.array(lists["ra"], dtype=float)
+        dec = np.array(lists["dec"], dtype=float)
+        jd = np.array(lists["jd"], dtype=float)
         vectors = _unit_vectors(ra, dec)
         query = select(
             objects.c.id,
@@ -553,118 +607,97 @@ class CandidateStore:
             objects.c.last_jd,
         ).where(objects.c.dec.between(dec.min() - radius, dec.max() + radius))
         max_abs_dec = max(abs(dec.min()), abs(dec.max())) + radius
-        ra_span = (ra.max() - ra.min()) if ra.size else 0.0
-        if max_abs_dec < 89.0 and ra_span < 180.0:
+        if max_abs_dec < 89.0 and ra.max() - ra.min() < 180.0:
             pad = radius / math.cos(math.radians(max_abs_dec))
             query = query.where(objects.c.ra.between(ra.min() - pad, ra.max() + pad))
         existing = connection.execute(query).all()
-        key = np.full(len(rows), -1, dtype=np.int64)
+        key = np.full(n, -1, dtype=np.int64)
         if existing:
-            old = np.array([(e[1], e[2]) for e in existing], dtype=float)
-            tree = cKDTree(_unit_vectors(old[:, 0], old[:, 1]))
+            state = np.array(
+                [
+                    (*e[:4], np.inf if e[4] is None else e[4], -np.inf if e[5] is None else e[5])
+                    for e in existing
+                ],
+                dtype=float,
+            )
+            tree = cKDTree(_unit_vectors(state[:, 1], state[:, 2]))
             distance, index = tree.query(vectors, distance_upper_bound=chord)
             hit = np.isfinite(distance)
             key[hit] = index[hit]
+        object_key = np.zeros(n, dtype=np.int64)
         # Unmatched candidates within the radius of each other share a new object.
         unmatched = np.flatnonzero(key < 0)
-        parent = {int(i): int(i) for i in unmatched}
-
-        def root(i: int) -> int:
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
-
-        if unmatched.size > 1:
-            for a, b in cKDTree(vectors[unmatched]).query_pairs(chord):
-                ra_, rb_ = root(int(unmatched[a])), root(int(unmatched[b]))
-                if ra_ != rb_:
-                    parent[max(ra_, rb_)] = min(ra_, rb_)
-        groups: dict[int, list[int]] = {}
-        for i in unmatched:
-            groups.setdefault(root(int(i)), []).append(int(i))
-        object_key = np.zeros(len(rows), dtype=np.int64)
-        if groups:
-            members = list(groups.values())
-            group_of = np.empty(len(rows), dtype=np.int64)
-            for g, idx in enumerate(members):
-                group_of[idx] = g
-            sel = np.concatenate(members)
-            sums = np.zeros((len(members), 3))
-            np.add.at(sums, group_of[sel], vectors[sel])
-            first = np.full(len(members), np.inf)
-            last = np.full(len(members), -np.inf)
-            np.minimum.at(first, group_of[sel], jd[sel])
-            np.maximum.at(last, group_of[sel], jd[sel])
+        n_groups = 0
+        if unmatched.size:
+            links = cKDTree(vectors[unmatched]).query_pairs(chord, output_type="ndarray")
+            graph = coo_matrix(
+                (np.ones(len(links)), (links[:, 0], links[:, 1])),
+                shape=(unmatched.size, unmatched.size),
+            )
+            n_groups, group = connected_components(graph, directed=False)
+            sums = np.zeros((n_groups, 3))
+            np.add.at(sums, group, vectors[unmatched])
+            first = np.full(n_groups, np.inf)
+            last = np.full(n_groups, -np.inf)
+            np.minimum.at(first, group, jd[unmatched])
+            np.maximum.at(last, group, jd[unmatched])
             lon, lat = _radec(sums)
             # Ids given here, under the write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: the
             # advisory lock), so the objectId is written with the row.
             start = int(connection.scalar(select(func.coalesce(func.max(objects.c.id), 0))))
-            prefix = self.config.object_prefix
-            new_rows = [
-                {
-                    "id": start + g + 1,
-                    "object_id": format_object_id(start + g + 1, _year(float(first[g])), prefix),
-                    "ra": float(lon[g]),
-                    "dec": float(lat[g]),
-                    "n_detections": len(members[g]),
-                    "first_jd": float(first[g]),
-                    "last_jd": float(last[g]),
-                }
-                for g in range(len(members))
-            ]
-            self._bulk_insert(connection, "objects", new_rows)
+            numbers = start + 1 + np.arange(n_groups, dtype=np.int64)
+            years = {value: _year(value) for value in set(first.tolist())}
+            self._bulk_insert(
+                connection,
+                "objects",
+                ("id", "object_id", "ra", "dec", "n_detections", "first_jd", "last_jd"),
+                zip(
+                    numbers.tolist(),
+                    _object_ids(
+                        numbers, [years[v] for v in first.tolist()], self.config.object_prefix
+                    ),
+                    lon.tolist(),
+                    lat.tolist(),
+                    np.bincount(group, minlength=n_groups).tolist(),
+                    first.tolist(),
+                    last.tolist(),
+                    strict=True,
+                ),
+            )
             if self._dialect == "postgresql":
                 connection.exec_driver_sql(
-                    "SELECT setval(pg_get_serial_sequence('objects', 'id'), "
-                    f"{start + len(members)})"
+                    f"SELECT setval(pg_get_serial_sequence('objects', 'id'), {start + n_groups})"
                 )
-            object_key[sel] = start + 1 + group_of[sel]
+            object_key[unmatched] = numbers[group]
         matched = np.flatnonzero(key >= 0)
         if matched.size:
             targets, inverse = np.unique(key[matched], return_inverse=True)
-            state = [existing[int(j)] for j in targets]
-            n_old = np.array([row[3] for row in state], dtype=float)
-            sums = (
-                _unit_vectors(
-                    np.array([row[1] for row in state]), np.array([row[2] for row in state])
-                )
-                * n_old[:, None]
-            )
+            old = state[targets]
+            n_old = old[:, 3]
+            sums = _unit_vectors(old[:, 1], old[:, 2]) * n_old[:, None]
             np.add.at(sums, inverse, vectors[matched])
-            added = np.bincount(inverse, minlength=len(targets))
-            first = np.array([np.inf if row[4] is None else row[4] for row in state])
-            last = np.array([-np.inf if row[5] is None else row[5] for row in state])
+            first, last = old[:, 4].copy(), old[:, 5].copy()
             np.minimum.at(first, inverse, jd[matched])
             np.maximum.at(last, inverse, jd[matched])
             lon, lat = _radec(sums)
-            ids = np.array([row[0] for row in state], dtype=np.int64)
-            connection.execute(
-                update(objects)
-                .where(objects.c.id == bindparam("oid"))
-                .values(
-                    ra=bindparam("ra"),
-                    dec=bindparam("dec"),
-                    n_detections=bindparam("n"),
-                    first_jd=bindparam("first"),
-                    last_jd=bindparam("last"),
+            ids = old[:, 0].astype(np.int64)
+            added = np.bincount(inverse, minlength=len(targets))
+            self._executemany(
+                connection,
+                "UPDATE objects SET {} WHERE {}",
+                ("ra", "dec", "n_detections", "first_jd", "last_jd", "id"),
+                zip(
+                    lon.tolist(),
+                    lat.tolist(),
+                    (n_old.astype(np.int64) + added).tolist(),
+                    first.tolist(),
+                    last.tolist(),
+                    ids.tolist(),
+                    strict=True,
                 ),
-                [
-                    {
-                        "oid": int(ids[t]),
-                        "ra": float(lon[t]),
-                        "dec": float(lat[t]),
-                        "n": int(n_old[t] + added[t]),
-                        "first": float(first[t]),
-                        "last": float(last[t]),
-                    }
-                    for t in range(len(targets))
-                ],
             )
             object_key[matched] = ids[inverse]
-        for row, oid in zip(rows, object_key.tolist(), strict=True):
-            row["object_key"] = oid
-        return len(groups), int(matched.size)
+        return _Association(object_key, n_groups, int(matched.size))
 
     # ------------------------------------------------------------------ runs, scores, labels
     def start_run(self, *, command: str | None = None, config: Mapping | None = None) -> int:
