@@ -530,29 +530,45 @@ def _container_header() -> bytes:
     return header
 
 
-def _packet_bytes(alert: Alert) -> bytes:
-    """One-record Avro container, framed here so the schema is serialised only once."""
+def _packet_parts(alert: Alert) -> list:
+    """One-record Avro container as buffers to write one after the other, framed here so
+    the schema is serialised only once (and the ~100 kB of stamps are not copied again)."""
     import fastavro
 
     buffer = io.BytesIO()
     fastavro.schemaless_writer(buffer, parsed_schema(), alert.to_record())
-    data = buffer.getvalue()
-    return b"".join((_container_header(), _zigzag(1), _zigzag(len(data)), data, _SYNC))
+    data = buffer.getbuffer()
+    return [_container_header(), _zigzag(1) + _zigzag(len(data)), data, _SYNC]
 
 
 _counter = itertools.count()
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    """``path`` appears complete or not at all (hidden temporary beside it, then rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{next(_counter)}.tmp")
+def _write_bytes_atomic(path: Path, parts: list) -> None:
+    """``path`` appears complete or not at all (hidden temporary beside it, then rename);
+    a new file gets the permissions of any new file (0666 less the umask)."""
+    target = os.fspath(path)
+    tmp = os.path.join(
+        os.path.dirname(target), f".{os.path.basename(target)}.{os.getpid()}-{next(_counter)}.tmp"
+    )
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    done = False
     try:
-        with open(tmp, "xb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
+        total = sum(len(p) for p in parts)
+        written = os.writev(fd, parts)
+        if written < total:  # a short write: the rest the plain way
+            view = memoryview(b"".join(parts))[written:]
+            while view:
+                view = view[os.write(fd, view) :]
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, target)
+        done = True
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        if fd >= 0:
+            os.close(fd)
+        if not done:
+            os.unlink(tmp)
 
 
 def write_alert_file(
@@ -589,7 +605,7 @@ def write_alerts(
             skipped.append(path)
             continue
         if config.codec == "null":
-            _write_bytes_atomic(path, _packet_bytes(alert))
+            _write_bytes_atomic(path, _packet_parts(alert))
         else:
             with atomic_path(path) as tmp, open(tmp, "wb") as fh:
                 _write(fh, (alert,), config)

@@ -31,7 +31,7 @@ import math
 import re
 import warnings
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -125,25 +125,30 @@ def _card_triples(cards: Any, what: str) -> list[tuple[str, Any, str]]:
             for c in cards.cards
             if c.keyword not in ("", "COMMENT", "HISTORY")
         ]
-    items: Iterable[Any] = cards.items() if isinstance(cards, Mapping) else cards
     out = []
-    for item in items:
-        if isinstance(cards, Mapping):
-            key, value = item
+    if isinstance(cards, Mapping):
+        for key, value in cards.items():
             comment = ""
             if isinstance(value, tuple):
                 if len(value) != 2:
                     raise DataError(f"stamp {what} card {key!r}: expected (value, comment)")
                 value, comment = value
-        else:
-            if not isinstance(item, tuple | list) or len(item) not in (2, 3):
+            out.append((key, value, comment))
+    else:
+        for item in cards:
+            if type(item) is tuple and len(item) == 3:  # the common case, made once
+                out.append(item)
+            elif isinstance(item, tuple | list) and len(item) in (2, 3):
+                out.append((item[0], item[1], item[2] if len(item) == 3 else ""))
+            else:
                 raise DataError(
                     f"stamp {what} cards: expected (key, value[, comment]) items, got {item!r}"
                 )
-            key, value, comment = (*item, "") if len(item) == 2 else item
+    for key, _, comment in out:
         if not isinstance(key, str):
             raise DataError(f"stamp {what} card key {key!r} is not a string")
-        out.append((key, value, str(comment or "")))
+        if not isinstance(comment, str):
+            raise DataError(f"stamp {what} card {key!r}: comment {comment!r} is not a string")
     return out
 
 
