@@ -10,6 +10,8 @@ writes its truth next to the data. Submodules are imported on first use, so
 - :func:`simulate_piff_model`: a Piff PSF model fitted to simulated stars (``piff`` extra).
 - :func:`simulate_pair`: science/reference pairs with transients (ZOGY).
 - :func:`simulate_search`: many pairs with injections, artefacts and truth (search).
+- :func:`simulate_crosscheck_triplets`: labelled real/bogus triplets from an independent
+  simulator (kernel-matched differences), the cross-simulator test set of issue 13.
 - :func:`simulate_spectral_grid`, :func:`simulate_spectrum`: toy spectral grid and spectra.
 """
 
@@ -18,8 +20,10 @@ from __future__ import annotations
 import importlib
 
 __all__ = [
+    "CrosscheckConfig",
     "ObservationTruth",
     "simulate_calibration_frames",
+    "simulate_crosscheck_triplets",
     "simulate_observations",
     "simulate_pair",
     "simulate_piff_model",
@@ -30,6 +34,8 @@ __all__ = [
 ]
 
 _WHERE = {
+    "CrosscheckConfig": "crosscheck",
+    "simulate_crosscheck_triplets": "crosscheck",
     "ObservationTruth": "observations",
     "simulate_observations": "observations",
     "simulate_calibration_frames": "calibration",
