@@ -45,3 +45,27 @@ def test_calibration_results_round_trip(tmp_path):
     hits = add_cosmic_rays(np.zeros((20, 20)), rng=6, n_hits=3)
     assert_roundtrips(hits)
     assert roundtrip(hits).n_hits == 3
+
+
+def test_simulation_configs_and_pieces_round_trip():
+    from skyscene.datasets.observations import (
+        ObservationConfig,
+        draw_frame_conditions,
+        observation_frames,
+    )
+    from skyscene.datasets.tno import TNOSceneConfig
+
+    for config in (
+        TNOSceneConfig(),
+        TNOSceneConfig(n_exposures=None, binary=(1.0, 0.5), separation_unit="fwhm", mover=True),
+        ObservationConfig(),
+        ObservationConfig(bands=("r",), phase_lags={"r": 0.5}, seeing_scatter=0.1),
+    ):
+        assert_roundtrips(config)
+        assert roundtrip(config) == config
+    cfg = ObservationConfig(shape=(96, 96), n_sources=2, n_images=1, bands=("g",))
+    assert_roundtrips(draw_frame_conditions(np.random.default_rng(1), cfg, 0.01, np.zeros(2)))
+    frame = next(observation_frames(cfg, rng=2))
+    back = roundtrip(frame)  # a FITS Header is compared by its text
+    assert back.name == frame.name and back.header.tostring() == frame.header.tostring()
+    np.testing.assert_array_equal(back.data, frame.data)

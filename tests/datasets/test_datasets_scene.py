@@ -114,3 +114,47 @@ def test_artefact_and_sky_pieces():
     assert plane[9, 10] - plane[5, 10] == pytest.approx(-1.0)
     stars = draw_stars(np.random.default_rng(8), 4, 2.0, min_radius=1.0, flux_range=(1.0, 2.0))
     assert len(stars) == 4 and all(1.0 <= s["flux_rel"] <= 2.0 for s in stars)
+
+
+def test_observation_frames_are_what_the_wrapper_writes(tmp_path):
+    from astropy.io import fits
+
+    from skyscene.datasets.observations import ObservationConfig, observation_frames
+
+    kwargs = dict(bands=("r", "i"), shape=(96, 96), n_sources=3)
+    truth = simulate_observations_wrapper(tmp_path, kwargs)
+    frames = observation_frames(ObservationConfig(n_images=2, **kwargs), rng=9)
+    written = []
+    while True:
+        try:
+            written.append(next(frames))
+        except StopIteration as stop:
+            generated_truth = stop.value
+            break
+    assert (
+        [f.name for f in written]
+        == truth.files
+        == ["r_0000.fits", "i_0000.fits", "r_0001.fits", "i_0001.fits"]
+    )
+    for frame in written:
+        on_disk = fits.getdata(tmp_path / frame.name)
+        np.testing.assert_array_equal(on_disk, frame.data.astype(np.float32))
+        assert fits.getheader(tmp_path / frame.name)["FILTER"] == frame.header["FILTER"]
+    assert generated_truth.to_json() == truth.to_json()
+
+
+def simulate_observations_wrapper(out, kwargs):
+    from skyscene.datasets import simulate_observations
+
+    return simulate_observations(out, 2, rng=9, **kwargs)
+
+
+def test_observation_config_errors():
+    from skyscene.datasets.observations import ObservationConfig
+
+    with pytest.raises(ParameterRangeError, match="n_images must be >= 1, got 0") as info:
+        ObservationConfig(n_images=0)
+    assert info.value.min == 1
+    with pytest.raises(ParameterError, match="psf must be 'gaussian' or 'moffat', got 'airy'"):
+        ObservationConfig(psf="airy")
+    assert ObservationConfig(bands=("g", "r")).band_phase_lags() == {"g": 0.0, "r": 0.35}
