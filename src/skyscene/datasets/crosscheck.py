@@ -572,7 +572,7 @@ def _draw_psf(rng: np.random.Generator, family: str, fwhm: float, reference: boo
             rng.uniform(0.3, 0.6) if family == "undersampled" else fwhm * rng.uniform(0.1, 0.3)
         )
         params["obscuration"] = float(rng.uniform(0.0, 0.45))
-        coma = 0.2 if family == "comatic" else 0.05
+        coma = 0.12 if family == "comatic" else 0.05
         params["zernike"] = {
             "defocus": float(rng.normal(0, 0.08 * calm)),
             "astig1": float(rng.normal(0, 0.05 * calm)),
