@@ -161,6 +161,8 @@ class SearchSimConfig:
         Static sources per pixel.
     bands : tuple of str
         Filter, drawn per pair.
+    pixel_scale : (float, float)
+        Arcsec per pixel of both WCSs (seeing, sizes and offsets stay in pixels).
     n_bright_galaxies : int
         Extra bright galaxies (flux 10^2.3–10^3.3 faint limits, Sérsic n 1–4): hosts of
         the core transients and sources of galaxy-core residuals.
@@ -212,6 +214,7 @@ class SearchSimConfig:
     star_density: tuple[float, float] = (2e-4, 6e-4)
     galaxy_density: tuple[float, float] = (1e-5, 4e-5)
     bands: tuple[str, ...] = ("g", "r", "i")
+    pixel_scale: tuple[float, float] = (0.26, 0.26)
     n_bright_galaxies: int = 20
     n_transients: int = 60
     transient_snr: tuple[float, float] = (3.0, 100.0)
@@ -279,6 +282,7 @@ class SearchSimConfig:
             "variable_snr",
             "mover_snr",
             "mover_trail",
+            "pixel_scale",
         )
         for f in dataclasses.fields(self):
             name, value = f.name, getattr(self, f.name)
@@ -372,6 +376,7 @@ class SearchConditions:
     band: str
     science_mjd: float
     reference_mjd: float
+    pixel_scale: float
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -384,7 +389,8 @@ def _loguniform(rng: np.random.Generator, lo: float, hi: float, size=None):
 def draw_conditions(config: SearchSimConfig, rng: np.random.Generator) -> SearchConditions:
     """Draw one pair's conditions from ``config``'s ranges (a fixed number of draws:
     science PSF family, FWHM, β, axis ratio, angle; the same for the reference; skies,
-    gains, read noise, flux ratio, sky gradient, saturation, densities, band, times)."""
+    gains, read noise, flux ratio, sky gradient, saturation, densities, band, times,
+    pixel scale)."""
 
     def uniform(pair):
         return float(rng.uniform(pair[0], pair[1]))
@@ -414,6 +420,7 @@ def draw_conditions(config: SearchSimConfig, rng: np.random.Generator) -> Search
     values["band"] = str(config.bands[int(rng.integers(len(config.bands)))])
     values["science_mjd"] = float(rng.uniform(60000.0, 60400.0))
     values["reference_mjd"] = values["science_mjd"] - float(rng.uniform(100.0, 1000.0))
+    values["pixel_scale"] = uniform(config.pixel_scale)
     return SearchConditions(**values)
 
 
@@ -941,6 +948,8 @@ def simulate_search_pair(
 
     # ---------------------------------------------------------------- exposures
     wcs_new, wcs_ref = pairs.pair_wcs(pc, offset)
+    for wcs in (wcs_new, wcs_ref):
+        wcs.wcs.cdelt = np.array(wcs.wcs.cdelt) * (cond.pixel_scale / pairs.PIXEL_SCALE)
     zp_ref = 30.0
     exposures = {}
     for name, img, var, mask, psf, wcs, gain, zp, mjd, exptime in (
