@@ -184,8 +184,10 @@ class RealBogusClassifier:
     Parameters are those of :class:`TrainConfig` (``get_params``/``set_params`` work on
     them; ``config`` is the validated :class:`TrainConfig`).
 
-    Attributes (after ``fit`` or :func:`skyscene.classify.io.load_model`)
-    ----------------------------------------------------------------------
+    Attributes
+    ----------
+    Set by ``fit`` or :func:`skyscene.classify.io.load_model`.
+
     model_ : torch.nn.Module
         The network in eval mode; outputs logits.
     temperature_ : float

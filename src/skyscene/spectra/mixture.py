@@ -109,7 +109,7 @@ class SpectralFitConfig:
     shared : tuple of str
         Grid parameters common to both components (empty for one component).
     vsini_bounds, rv_bounds : (float, float)
-        Flat-prior ranges (km/s): 0 <= min < max for v sin i, |rv| < c for RV.
+        Flat-prior ranges (km/s): 0 <= min < max for v sin i, ``|rv| < c`` for RV.
     flux_ratio : {"grid", "pairs"}
         q_m approach (:mod:`skyscene.spectra.fluxratio`).
     interpolation : {"emulator", "linear"}
