@@ -57,7 +57,7 @@ from skyscene.datasets.scene import (
     render_galaxies,
     tan_wcs,
 )
-from skyscene.errors import ParameterError, ParameterRangeError, require
+from skyscene.errors import ParameterError, ParameterRangeError
 
 __all__ = [
     "BLEND_CLASSES",
@@ -468,7 +468,7 @@ def simulate_tno_scene(config: TNOSceneConfig, *, rng=None) -> TNOSimulation:
     (:func:`~skyscene.datasets.scene.draw_bad_pixels`) and the time of a
     non-detection exposure.
     """
-    galsim = require("galsim", "sim")
+    import galsim  # a core dependency
     from astropy.time import Time
 
     from skyscene.io import Exposure

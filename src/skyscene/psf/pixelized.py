@@ -142,9 +142,9 @@ class GalSimPSF(PSFModel):
     """
 
     def __init__(self, profile, *, pixel_scale: float):
-        from skyscene.errors import require
+        import galsim  # a core dependency
 
-        self._galsim = require("galsim", "sim")
+        self._galsim = galsim
         self.profile = profile.withFlux(1.0)
         self.pixel_scale = float(pixel_scale)
 
