@@ -14,13 +14,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import inspect
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from skyscene._estimator import EstimatorParams
 from skyscene._validation import (
     check_choice,
     check_int,
@@ -178,7 +178,7 @@ def _state_hash(state: dict, arch: str) -> str:
     return h.hexdigest()[:12]
 
 
-class RealBogusClassifier:
+class RealBogusClassifier(EstimatorParams):
     """Real/bogus CNN with the scikit-learn estimator contract.
 
     Parameters are those of :class:`TrainConfig` (``get_params``/``set_params`` work on
@@ -255,40 +255,10 @@ class RealBogusClassifier:
     source_: str
     skyscene_version_: str
 
-    # ------------------------------------------------------------------ sklearn API
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        return [
-            p.name for p in inspect.signature(cls.__init__).parameters.values() if p.name != "self"
-        ]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor parameters."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params: Any) -> RealBogusClassifier:
-        """Set constructor parameters; unknown names are a :class:`ParameterError`."""
-        valid = self._param_names()
-        for name, value in params.items():
-            if name not in valid:
-                raise ParameterError(
-                    f"RealBogusClassifier has no parameter {name!r}; parameters: "
-                    + ", ".join(valid),
-                    name=name,
-                    value=value,
-                )
-            setattr(self, name, value)
-        return self
-
     @property
     def config(self) -> TrainConfig:
         """The parameters as a validated :class:`TrainConfig`."""
         return TrainConfig(**self.get_params())
-
-    def __repr__(self) -> str:
-        defaults = TrainConfig()
-        changed = {k: v for k, v in self.get_params().items() if getattr(defaults, k) != v}
-        return f"RealBogusClassifier({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):

@@ -8,7 +8,7 @@ binary; Czekala et al. 2015), a :class:`SingleComponentModel` with one, so that 
 can be compared (:func:`compare_models`).
 """
 
-from skyscene.spectra._estimator import clone
+from skyscene._estimator import clone
 from skyscene.spectra.broadening import broaden, doppler_factor, log_lambda_grid, resample
 from skyscene.spectra.emulator import SpectralEmulator
 from skyscene.spectra.fluxratio import MeanFluxRatio, PairwiseFluxRatio, make_flux_ratio

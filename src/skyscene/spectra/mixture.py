@@ -35,9 +35,9 @@ import numpy as np
 from scipy import fft as sp_fft
 from scipy import optimize
 
+from skyscene._estimator import EstimatorParams
 from skyscene._validation import check_choice, check_finite, check_int, check_optional, check_range
 from skyscene.errors import ConvergenceWarning, DataError, ParameterError, ParameterRangeError
-from skyscene.spectra._estimator import EstimatorParams
 from skyscene.spectra.broadening import (
     C_KMS,
     check_wavelength,

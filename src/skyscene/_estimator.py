@@ -1,5 +1,9 @@
 """scikit-learn's estimator contract without the dependency (``sklearn.base.BaseEstimator``).
 
+Shared by every scikit-learn-shaped estimator (``skyscene.spectra.MixtureModel``,
+``SingleComponentModel``, ``skyscene.classify.RealBogusClassifier``); a private
+top-level helper that any layer may import (docs/DESIGN.md).
+
 ``__init__`` stores each argument unmodified as the attribute of the same name and
 validates nothing; :meth:`~EstimatorParams.get_params` and
 :meth:`~EstimatorParams.set_params` are derived from ``__init__``'s signature;
@@ -70,8 +74,8 @@ class EstimatorParams:
             name, sep, sub = key.partition("__")
             if name not in valid:
                 raise ParameterError(
-                    f"{name!r} is not a parameter of {type(self).__name__}; "
-                    f"choose from {', '.join(valid)}",
+                    f"{name!r} is not a parameter of {type(self).__name__} "
+                    f"(its __init__ has no parameter {name!r}); choose from {', '.join(valid)}",
                     name=name,
                     value=value,
                 )
