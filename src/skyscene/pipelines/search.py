@@ -39,7 +39,6 @@ import contextlib
 import csv
 import dataclasses
 import logging
-import math
 import re
 import time
 import warnings
@@ -52,7 +51,9 @@ from typing import Any
 import numpy as np
 
 from skyscene._validation import check_choice, check_int
-from skyscene.errors import DataError, InputFileError, ParameterError, SkysceneError
+from skyscene.errors import DataError, InputFileError, ParameterError
+from skyscene.pipelines._records import data_errors
+from skyscene.pipelines._records import jsonable as _jsonable
 
 __all__ = [
     "STAGES",
@@ -81,22 +82,6 @@ STAGES = (
 
 _CUTOUT_KINDS = ("science", "reference", "difference")
 _FITS_SUFFIXES = (".fits.gz", ".fits.fz", ".fits", ".fit", ".fts", ".fz")
-
-
-def _data_errors() -> tuple[type[BaseException], ...]:
-    from astropy.io.fits.verify import VerifyError
-
-    return (
-        SkysceneError,
-        ValueError,  # numpy's LinAlgError, astropy's WCS errors
-        OSError,
-        KeyError,
-        IndexError,
-        ArithmeticError,
-        RuntimeError,
-        VerifyError,
-        EOFError,
-    )
 
 
 # --------------------------------------------------------------------------- config
@@ -541,18 +526,6 @@ def _read_part(path: Path) -> tuple[np.ndarray, dict[str, list[bytes]]]:
     return candid, stamps
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _search_task(task: _PairTask) -> dict[str, Any]:
     """Search one pair and write its part; never raises for bad data.
 
@@ -612,7 +585,7 @@ def _search_task(task: _PairTask) -> dict[str, Any]:
                 },
                 n_candidates=len(table),
             )
-        except _data_errors() as exc:
+        except data_errors(EOFError) as exc:
             message = str(exc) or type(exc).__name__
             if not _names_a_file(message, task):
                 message = f"{task.science} - {task.reference}: {type(exc).__name__}: {message}"

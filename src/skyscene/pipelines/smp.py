@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,44 +23,17 @@ from typing import Any
 import numpy as np
 
 from skyscene.errors import InputFileError, ParameterError, SkysceneError
+from skyscene.pipelines._records import data_errors
+from skyscene.pipelines._records import jsonable as _jsonable
 
 __all__ = ["demo_stage", "read_detections", "run_smp", "run_smp_batch", "smp_record"]
 
 log = logging.getLogger(__name__)
 
 
-def _data_errors() -> tuple[type[BaseException], ...]:
-    from astropy.io.fits.verify import VerifyError
-
-    return (
-        SkysceneError,
-        ValueError,  # numpy's LinAlgError included
-        OSError,
-        KeyError,
-        IndexError,
-        ArithmeticError,
-        RuntimeError,
-        VerifyError,  # astropy's WCS errors derive from ValueError
-    )
-
-
 #: The errors a batch task records as a failure of its input (anything else is a bug
 #: and stops the batch).
-_DATA_ERRORS = _data_errors()
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+_DATA_ERRORS = data_errors()
 
 
 def smp_record(result, *, binary_result=None) -> dict:
