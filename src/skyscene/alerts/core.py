@@ -459,12 +459,7 @@ def alerts_from_table(
     variances = variances or {}
     headers = headers or {}
     for name, value in {**cutouts, **variances}.items():
-        if name not in CUTOUT_FIELDS:
-            raise ParameterError(
-                f"cutout name must be one of {', '.join(CUTOUT_FIELDS)}, got {name!r}",
-                name="cutouts",
-                value=name,
-            )
+        check_choice("cutouts", name, CUTOUT_FIELDS)
         if len(value) != n:
             raise DataError(f"cutouts[{name!r}] has {len(value)} entries for {n} candidates")
     if not isinstance(object_ids, Mapping) and len(object_ids) != n:

@@ -85,7 +85,7 @@ def _as_header(meta):
 def exposure_from_ccddata(ccd, *, profile=None) -> Exposure:
     """:class:`Exposure` of a ``CCDData`` (see :meth:`Exposure.from_ccddata`)."""
     from skyscene.errors import HeaderError
-    from skyscene.io.fits import _origin, bunit
+    from skyscene.io.fits import _header_fields, bunit
     from skyscene.io.headers import parse_header
 
     header = _as_header(ccd.meta)
@@ -103,13 +103,7 @@ def exposure_from_ccddata(ccd, *, profile=None) -> Exposure:
         variance=variance,  # type: ignore[arg-type]  # None: unit weights
         mask=None if ccd.mask is None else np.asarray(ccd.mask, bool),  # type: ignore[arg-type]
         wcs=ccd.wcs.deepcopy() if ccd.wcs is not None else None,
-        zeropoint=info.zeropoint if info else header.get("MAGZERO"),
-        band=info.band if info else None,
-        time=info.time_mid if info else None,
-        exptime=info.exptime if info else None,
-        gain=info.gain if info else None,
-        read_noise=info.read_noise if info else None,
-        origin=_origin(header, name),
         meta={"header": header},
         unit=unit or "1",
+        **_header_fields(info, header, name),
     )

@@ -414,16 +414,23 @@ def read_exposure(
         mask=bad,
         wcs=_wcs(header, name),
         psf=psf,
-        zeropoint=info.zeropoint if info else header.get("MAGZERO"),
-        band=info.band if info else None,
-        time=info.time_mid if info else None,
-        exptime=info.exptime if info else None,
-        gain=info.gain if info else None,
-        read_noise=info.read_noise if info else None,
-        origin=_origin(header, name),
         meta=meta,
         unit=bunit(header, name),
+        **_header_fields(info, header, name),
     )
+
+
+def _header_fields(info, header, name: str) -> dict:
+    """:class:`Exposure` fields of a parsed header (``info``, None if it did not parse)."""
+    return {
+        "zeropoint": info.zeropoint if info else header.get("MAGZERO"),
+        "band": info.band if info else None,
+        "time": info.time_mid if info else None,
+        "exptime": info.exptime if info else None,
+        "gain": info.gain if info else None,
+        "read_noise": info.read_noise if info else None,
+        "origin": _origin(header, name),
+    }
 
 
 def _integer_full_scale(raw: np.ndarray) -> float | None:

@@ -565,12 +565,7 @@ class CandidateStore:
     def _cutout_rows(self, candids: list[int], cutouts: Mapping[str, Any], n: int) -> list[tuple]:
         blobs = []
         for kind, values in cutouts.items():
-            if kind not in _CUTOUT_KINDS:
-                raise ParameterError(
-                    f"cutout kind must be one of {', '.join(_CUTOUT_KINDS)}, got {kind!r}",
-                    name="cutouts",
-                    value=kind,
-                )
+            check_choice("cutouts", kind, _CUTOUT_KINDS)
             if len(values) != n:
                 raise DataError(f"cutouts[{kind!r}] has {len(values)} entries for {n} candidates")
             for candid, value in zip(candids, values, strict=True):
