@@ -84,6 +84,23 @@ def add_bad_columns(
     )
 
 
+def _line_spans(n_along: int, n_across: int, a0: float, b0: float, num: float, den: float, half):
+    """Pixels within ``half`` of the line ``b = b0 + (a - a0) * num / den``, one span per ``a``.
+
+    Returns ``(a, b, counts)``: the pixel coordinates along and across, and the span length
+    per ``a`` (``0 .. n_along - 1``).
+    """
+    along = np.arange(n_along)
+    centre = b0 + (along - a0) * num / den
+    span = half / abs(den)
+    lo = np.clip(np.floor(centre - span), 0, n_across).astype(int)
+    hi = np.clip(np.ceil(centre + span) + 1, 0, n_across).astype(int)
+    counts = hi - lo
+    a = np.repeat(along, counts)
+    b = np.concatenate([np.arange(lo_k, hi_k) for lo_k, hi_k in zip(lo, hi, strict=True)])
+    return a, b, counts
+
+
 def add_satellite_trails(
     image: np.ndarray,
     n: int,
@@ -114,23 +131,9 @@ def add_satellite_trails(
         half = 5.0 * width + 1.0
         # the pixels within `half` of the line, row by row (or column by column)
         if abs(s) >= abs(c):  # steep: one span of columns per row
-            yy = np.arange(ny)
-            centre = x0 + (yy - y0) * c / s
-            span = half / abs(s)
-            lo = np.clip(np.floor(centre - span), 0, nx).astype(int)
-            hi = np.clip(np.ceil(centre + span) + 1, 0, nx).astype(int)
-            counts = hi - lo
-            py = np.repeat(yy, counts)
-            px = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)])
-        else:
-            xx = np.arange(nx)
-            centre = y0 + (xx - x0) * s / c
-            span = half / abs(c)
-            lo = np.clip(np.floor(centre - span), 0, ny).astype(int)
-            hi = np.clip(np.ceil(centre + span) + 1, 0, ny).astype(int)
-            counts = hi - lo
-            px = np.repeat(xx, counts)
-            py = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)])
+            py, px, counts = _line_spans(ny, nx, y0, x0, c, s, half)
+        else:  # shallow: one span of rows per column
+            px, py, counts = _line_spans(nx, ny, x0, y0, s, c, half)
         distance = (px - x0) * -s + (py - y0) * c
         signal = peak * np.exp(-0.5 * (distance / width) ** 2)
         signal += rng.standard_normal(signal.shape) * np.sqrt(signal / gain)

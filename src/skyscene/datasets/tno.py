@@ -240,6 +240,14 @@ class TNOSceneConfig:
         return min(3.0, 0.5 * (self.stamp_size - 4) * self.pixel_scale)
 
 
+#: Per blend class: the blend galaxy's distance from the target (arcsec), its flux
+#: relative to the target's and its half-light radius (arcsec), each drawn uniformly.
+_BLEND_GALAXY = {
+    "moderate": ((0.8, 2.0), (0.5, 5.0), (0.3, 1.0)),
+    "heavy": ((0.0, 0.8), (1.0, 20.0), (0.3, 1.2)),
+}
+
+
 def draw_static_scene(
     rng: np.random.Generator, config: TNOSceneConfig
 ) -> tuple[list[dict], list[dict]]:
@@ -255,27 +263,12 @@ def draw_static_scene(
     for _ in range(int(rng.poisson(1.5))):
         xi, eta = draw_offset_outside(rng, half, 2.0)
         galaxies.append(draw_galaxy(rng, xi, eta, rng.uniform(0.3, 5.0), rng.uniform(0.2, 1.0)))
-    if config.blend == "moderate":
-        r, phi = rng.uniform(0.8, 2.0), rng.uniform(0, 2 * math.pi)
+    if config.blend in _BLEND_GALAXY:
+        (r_lo, r_hi), flux_range, hlr_range = _BLEND_GALAXY[config.blend]
+        r, phi = rng.uniform(r_lo, r_hi), rng.uniform(0, 2 * math.pi)
+        xi, eta = r * math.cos(phi), r * math.sin(phi)
         galaxies.append(
-            draw_galaxy(
-                rng,
-                r * math.cos(phi),
-                r * math.sin(phi),
-                rng.uniform(0.5, 5.0),
-                rng.uniform(0.3, 1.0),
-            )
-        )
-    elif config.blend == "heavy":
-        r, phi = rng.uniform(0.0, 0.8), rng.uniform(0, 2 * math.pi)
-        galaxies.append(
-            draw_galaxy(
-                rng,
-                r * math.cos(phi),
-                r * math.sin(phi),
-                rng.uniform(1.0, 20.0),
-                rng.uniform(0.3, 1.2),
-            )
+            draw_galaxy(rng, xi, eta, rng.uniform(*flux_range), rng.uniform(*hlr_range))
         )
     n_stars = int(rng.integers(0, 3)) if config.n_stars is None else int(config.n_stars)
     return galaxies, draw_stars(rng, n_stars, half)
