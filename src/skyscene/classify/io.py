@@ -21,9 +21,11 @@ from skyscene.errors import DataError, InputFileError
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
+    "DEFAULT_MODEL",
     "TRAINING_SET_FORMAT",
     "TRAINING_SET_VERSION",
     "TripletFile",
+    "default_model_path",
     "load_model",
     "read_alert_triplets",
     "read_store_triplets",
@@ -38,6 +40,8 @@ TRAINING_SET_VERSION = 1
 CHECKPOINT_FORMAT = "skyscene-rb-checkpoint"
 CHECKPOINT_VERSION = 1
 _CUTOUTS = ("science", "reference", "difference")
+#: File name of the pretrained model shipped in ``skyscene/classify/data`` (docs/classify.md).
+DEFAULT_MODEL = "rb_vgg6_v1.pt"
 
 
 def _h5py():
@@ -268,8 +272,22 @@ def save_model(path: str | os.PathLike, classifier: Any, *, metrics: dict | None
     return path
 
 
-def load_model(path: str | os.PathLike):
-    """A fitted :class:`~skyscene.classify.RealBogusClassifier` from a checkpoint.
+def default_model_path() -> Path:
+    """The pretrained model shipped with the package (:data:`DEFAULT_MODEL`)."""
+    from importlib.resources import files
+
+    path = Path(str(files("skyscene.classify") / "data" / DEFAULT_MODEL))
+    if not path.is_file():
+        raise InputFileError(
+            f"model file {path}: the shipped model is missing from this installation "
+            "(give a model file, e.g. --model MODEL.pt)"
+        )
+    return path
+
+
+def load_model(path: str | os.PathLike | None = None):
+    """A fitted :class:`~skyscene.classify.RealBogusClassifier` from a checkpoint;
+    ``path=None`` loads the shipped pretrained model (:func:`default_model_path`).
 
     Raises
     ------
@@ -283,7 +301,7 @@ def load_model(path: str | os.PathLike):
     from skyscene.classify.models import build_model
 
     t = torch()
-    path = Path(path)
+    path = default_model_path() if path is None else Path(path)
     if not path.is_file():
         raise InputFileError(f"model file {path}: no such file")
     if path.stat().st_size == 0:

@@ -143,7 +143,7 @@ def _evaluate(args) -> int:
         written[name] = path.name
     document = {
         "data": str(args.data),
-        "model": str(args.model),
+        "model": str(clf.source_),
         "model_name": clf.model_name_,
         "model_version": clf.model_version_,
         "n_nan_pixels": int(scores.n_nan.sum()),
@@ -280,7 +280,8 @@ def register(commands, simulate) -> None:
 
     ev = sub.add_parser("evaluate", help="figures of merit and plots of a model on a data set")
     ev.add_argument("data", type=Path, metavar="DATA.h5")
-    ev.add_argument("--model", type=Path, required=True, metavar="MODEL.pt")
+    ev.add_argument("--model", type=Path, default=None, metavar="MODEL.pt",
+                    help="checkpoint (default: the shipped pretrained model)")  # fmt: skip
     ev.add_argument("--out", type=Path, required=True, metavar="REPORT.json",
                     help="the PNGs are written beside it (REPORT_pr.png, ...)")  # fmt: skip
     ev.set_defaults(func=_evaluate)
@@ -291,7 +292,8 @@ def register(commands, simulate) -> None:
     )
     sc.add_argument("input", nargs="+", metavar="INPUT",
                     help="database URL, alert .avro files or folders, or one .npz/.h5")  # fmt: skip
-    sc.add_argument("--model", type=Path, required=True, metavar="MODEL.pt")
+    sc.add_argument("--model", type=Path, default=None, metavar="MODEL.pt",
+                    help="checkpoint (default: the shipped pretrained model)")  # fmt: skip
     sc.add_argument("--out", type=Path, required=True, metavar="SCORES.csv")
     sc.add_argument("--batch-size", type=int, default=1024)
     sc.set_defaults(func=_score)
