@@ -426,7 +426,11 @@ def test_dask_scale_out_equals_synchronous(data, reference_run, tmp_path):
         for proc in reversed(procs):
             proc.terminate()
         for proc in procs:
-            proc.wait(timeout=30)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # a loaded machine: stop it hard
+                proc.kill()
+                proc.wait()
     ref_out = reference_run[0]
     for name in ("candidates.csv", "candidates.ecsv"):
         assert (out / name).read_bytes() == (ref_out / name).read_bytes(), name
