@@ -1,8 +1,13 @@
-"""A set of master frames built from a folder of calibration frames, applied by band."""
+"""A set of master frames built from calibration frames, applied by band.
+
+No file I/O here: :meth:`CalibrationSet.from_directory`, :meth:`~CalibrationSet.save`
+and :meth:`~CalibrationSet.load` call :mod:`skyscene.io.calset`.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,155 +21,19 @@ from skyscene.calibration.masters import (
     make_master_bias,
     make_master_dark,
     make_master_flat,
-    read_master,
-    write_master,
 )
 from skyscene.calibration.process import calibrate
-from skyscene.errors import DataError, HeaderError, InputFileError, ParameterError
-from skyscene.io import (
-    Exposure,
-    InstrumentProfile,
-    detect_profile,
-    get_profile,
-    is_fits,
-    read_exposure,
-)
-from skyscene.io.headers import band_keyword, binning_keyword, float_keyword
+from skyscene.errors import DataError, ParameterError
+
+# classification reads headers only; it lives with the folder reader in skyscene.io and is
+# re-exported here (``from skyscene.calibration import classify_frame`` keeps working)
+from skyscene.io.calset import FRAME_TYPE_KEYS, classify_frame
+from skyscene.io.exposure import Exposure
+from skyscene.io.headers import InstrumentProfile
 
 __all__ = ["FRAME_TYPE_KEYS", "CalibrationSet", "classify_frame"]
 
 log = logging.getLogger(__name__)
-
-#: Header keywords that say what a frame is, tried in order.
-FRAME_TYPE_KEYS = ("IMAGETYP", "OBSTYPE", "IMGTYPE", "FRAMETYP")
-
-_SCIENCE_WORDS = ("object", "light", "science", "target", "standard", "focus")
-
-
-def _type_from_text(text: str) -> str | None:
-    text = text.strip().lower()
-    if "bias" in text or "zero" in text:
-        return "bias"
-    if "dark" in text:
-        return "dark"
-    if "flat" in text:
-        return "flat"
-    if any(word in text for word in _SCIENCE_WORDS):
-        return "science"
-    return None
-
-
-def classify_frame(header, filename: str | Path) -> str | None:
-    """Frame type from the header (``IMAGETYP``/``OBSTYPE``/...) or the file name.
-
-    Parameters
-    ----------
-    header : astropy.io.fits.Header or mapping
-    filename : str or Path
-        Used as a fallback: names starting with ``bias``/``zero``, ``dark`` or ``flat``
-        (case-insensitive).
-
-    Returns
-    -------
-    {"bias", "dark", "flat", "science"} or None
-        None when neither the header nor the name tell.
-
-    Examples
-    --------
-    >>> classify_frame({"IMAGETYP": "Dome Flat"}, "a.fits")
-    'flat'
-    >>> classify_frame({}, "Zero_003.fits")
-    'bias'
-    """
-    for key in FRAME_TYPE_KEYS:
-        if key in header and str(header[key]).strip():
-            kind = _type_from_text(str(header[key]))
-            if kind is not None:
-                return kind
-    name = Path(filename).name.lower()
-    for prefix, kind in (("bias", "bias"), ("zero", "bias"), ("dark", "dark"), ("flat", "flat")):
-        if name.startswith(prefix):
-            return kind
-    return None
-
-
-def _header_float(header, keys, filename: str, what: str) -> float | None:
-    return float_keyword(header, keys, filename, required=False, what=what)
-
-
-def _header_binning(header, profile: InstrumentProfile, filename: str) -> tuple[int, int] | None:
-    return binning_keyword(header, profile, filename, default=None)
-
-
-def _band(header, profile: InstrumentProfile, filename: str) -> str:
-    # flats are grouped by filter: a flat without one cannot be used
-    return band_keyword(header, profile, filename, what="flat frame")
-
-
-@dataclass(frozen=True, kw_only=True, eq=False)
-class _CalFrame:
-    """A raw calibration frame held compactly (float32 pixels, no variance)."""
-
-    data: np.ndarray
-    mask: np.ndarray
-    exptime: float | None
-    gain: float | None
-    read_noise: float | None
-    band: str | None
-    meta: dict
-
-
-def _read_frame(path: Path, kind: str, profile) -> _CalFrame:
-    """Read one calibration frame; fill exptime/gain/read noise/binning/band from its header."""
-    exposure = read_exposure(path, profile=profile, require_time=False)
-    header = exposure.meta.get("header", {})
-    prof = detect_profile(header) if profile is None else get_profile(profile)
-    name = str(path)
-    exptime = exposure.exptime
-    if exptime is None:
-        exptime = _header_float(header, prof.exptime_keys, name, "exposure time")
-    gain = exposure.gain
-    if gain is None:
-        gain = _header_float(header, prof.gain_keys, name, "gain") or prof.default_gain
-    if gain is not None and not gain > 0:
-        raise HeaderError(f"{name}: gain must be positive, got {gain}", filename=name, key="GAIN")
-    read_noise = exposure.read_noise
-    if read_noise is None:
-        read_noise = _header_float(header, prof.read_noise_keys, name, "read noise")
-        if read_noise is None:
-            read_noise = prof.default_read_noise
-    meta = dict(exposure.meta)
-    meta["frame_type"] = kind
-    if meta.get("binning") is None:
-        meta["binning"] = _header_binning(header, prof, name)
-    band = _band(header, prof, name) if kind == "flat" else exposure.band
-    meta.pop("header", None)  # keep memory low: a folder may hold many frames
-    return _CalFrame(
-        data=exposure.data.astype(np.float32),
-        mask=np.asarray(exposure.mask, bool),
-        exptime=exptime,
-        gain=gain,
-        read_noise=read_noise,
-        band=band,
-        meta=meta,
-    )
-
-
-def _type_header(path: Path) -> dict[str, Any]:
-    """Frame-type keywords of the primary header, completed by the ``SCI`` HDU's."""
-    from astropy.io import fits
-
-    try:
-        with fits.open(path, memmap=False) as hdul:
-            headers = [hdul[0].header] + ([hdul["SCI"].header] if "SCI" in hdul else [])
-            out: dict[str, Any] = {}
-            for header in headers:
-                for key in FRAME_TYPE_KEYS:
-                    if key in header and key not in out:
-                        out[key] = header[key]
-    except OSError as exc:
-        raise InputFileError(f"{path}: cannot read FITS header: {exc}") from exc
-    return out
 
 
 def _median_value(frames, attr: str) -> float | None:
@@ -297,7 +166,8 @@ class CalibrationSet:
         InputFileError
             The folder does not exist, is empty, or holds no calibration frame.
         HeaderError
-            A flat lacks a filter keyword, or a keyword is malformed.
+            A header card does not parse (``CRVAL1 = NaN``), a flat lacks a filter
+            keyword, or a keyword is malformed; the message names the file and key.
         DataError
             Darks without bias frames; frames of different shapes or binnings.
 
@@ -307,40 +177,47 @@ class CalibrationSet:
         be classified, are skipped with a logged warning naming the file; they are
         listed in :attr:`skipped`.
         """
-        folder = Path(path)
-        if not folder.is_dir():
-            raise InputFileError(f"{folder}: calibration folder does not exist or is not a folder")
-        files = sorted(p for p in folder.iterdir() if p.is_file())
-        if not files:
-            raise InputFileError(f"{folder}: calibration folder is empty")
-        groups: dict[str, list[_CalFrame]] = {"bias": [], "dark": [], "flat": []}
-        skipped: list[tuple[str, str]] = []
-        for file in files:
-            if not is_fits(file):
-                log.warning("skipping %s: not a FITS file", file)
-                skipped.append((str(file), "not a FITS file"))
-                continue
-            kind = classify_frame(_type_header(file), file)
-            if kind not in groups:
-                reason = "science frame" if kind == "science" else "frame type unknown"
-                log.warning(
-                    "skipping %s: %s (no IMAGETYP/OBSTYPE of bias, dark or flat, and no "
-                    "bias*/dark*/flat* file name)",
-                    file,
-                    reason,
-                )
-                skipped.append((str(file), reason))
-                continue
-            groups[kind].append(_read_frame(file, kind, profile))
-        if not any(groups.values()):
-            raise InputFileError(
-                f"{folder}: no calibration frame (bias, dark or flat) among {len(files)} file(s)"
-            )
-        log.info(
-            "calibration folder %s: %d bias, %d dark, %d flat frames",
-            folder,
-            *(len(groups[k]) for k in ("bias", "dark", "flat")),
+        from skyscene.io.calset import calibration_set_from_directory
+
+        return calibration_set_from_directory(
+            path, profile=profile, combine=combine, flat_limits=flat_limits, hot_sigma=hot_sigma
         )
+
+    @classmethod
+    def from_frames(
+        cls,
+        frames: Mapping[str, Sequence[Any]],
+        *,
+        combine: CombineConfig | None = None,
+        flat_limits: tuple[float, float] = (0.5, 1.5),
+        hot_sigma: float = 5.0,
+        source: str | None = None,
+        skipped: tuple[tuple[str, str], ...] = (),
+    ) -> CalibrationSet:
+        """Build the masters from raw calibration frames already in memory (no file I/O).
+
+        Parameters
+        ----------
+        frames : mapping of {"bias", "dark", "flat"} to sequence of frames
+            Frames with ``data``, ``mask``, ``exptime``, ``gain``, ``read_noise``,
+            ``band`` and ``meta`` (as :func:`skyscene.io.calibration_set_from_directory`
+            reads them). Flats are grouped by ``band``. A missing key means no frame of
+            that kind.
+        combine : CombineConfig, optional
+        flat_limits, hot_sigma
+            Bad-pixel thresholds, see :func:`bad_pixel_mask`.
+        source : str, optional
+            Where the frames came from (named in messages and kept as :attr:`source`).
+        skipped : tuple of (str, str)
+            Files skipped while reading, with the reason.
+
+        Raises
+        ------
+        DataError
+            Darks without bias frames; frames of different shapes or binnings.
+        """
+        groups = {kind: list(frames.get(kind, ())) for kind in ("bias", "dark", "flat")}
+        folder = source or "calibration frames"
         all_frames = [f for group in groups.values() for f in group]
         gain = _median_value(all_frames, "gain")
         bias = make_master_bias(groups["bias"], combine=combine) if groups["bias"] else None
@@ -362,12 +239,12 @@ class CalibrationSet:
                 "%s: flats without bias frames are used as they are (not bias-subtracted)", folder
             )
         flats: dict[str, MasterFrame] = {}
-        by_band: dict[str, list[_CalFrame]] = {}
+        by_band: dict[str, list[Any]] = {}
         for frame in groups["flat"]:
             by_band.setdefault(str(frame.band), []).append(frame)
-        for band, frames in sorted(by_band.items()):
+        for band, band_frames in sorted(by_band.items()):
             flats[band] = make_master_flat(
-                frames,
+                band_frames,
                 bias=bias,
                 dark=dark,
                 gain=gain,
@@ -383,7 +260,7 @@ class CalibrationSet:
             read_noise=read_noise,
             flat_limits=flat_limits,
             hot_sigma=hot_sigma,
-            source=str(folder),
+            source=source,
             skipped=tuple(skipped),
         )
 
@@ -438,16 +315,13 @@ class CalibrationSet:
     # ----------------------------------------------------------------- persistence
 
     def save(self, directory: str | Path) -> list[Path]:
-        """Write the masters as ``bias.fits``, ``dark.fits`` and ``flat_<band>.fits``."""
-        directory = Path(directory)
-        written = []
-        if self.bias is not None:
-            written.append(write_master(directory / "bias.fits", self.bias))
-        if self.dark is not None:
-            written.append(write_master(directory / "dark.fits", self.dark))
-        for band, flat in self.flats.items():
-            written.append(write_master(directory / f"flat_{band}.fits", flat))
-        return written
+        """Write the masters as ``bias.fits``, ``dark.fits`` and ``flat_<band>.fits``.
+
+        Calls :func:`skyscene.io.write_calibration_set`.
+        """
+        from skyscene.io.calset import write_calibration_set
+
+        return write_calibration_set(self, directory)
 
     @classmethod
     def load(
@@ -458,35 +332,15 @@ class CalibrationSet:
         flat_limits: tuple[float, float] = (0.5, 1.5),
         hot_sigma: float = 5.0,
     ) -> CalibrationSet:
-        """Read masters written by :meth:`save`.
+        """Read masters written by :meth:`save` (calls :func:`skyscene.io.read_calibration_set`).
 
         Raises
         ------
         InputFileError
             The folder holds no master file.
         """
-        directory = Path(directory)
-        bias_path, dark_path = directory / "bias.fits", directory / "dark.fits"
-        bias = read_master(bias_path) if bias_path.is_file() else None
-        dark = read_master(dark_path) if dark_path.is_file() else None
-        flats = {}
-        for path in sorted(directory.glob("flat_*.fits")):
-            flat = read_master(path)
-            flats[str(flat.meta.get("band", path.stem[5:]))] = flat
-        if bias is None and dark is None and not flats:
-            raise InputFileError(f"{directory}: no master file (bias.fits, dark.fits, flat_*.fits)")
-        masters = [m for m in (bias, dark, *flats.values()) if m is not None]
-        if gain is None:
-            gains = [m.meta["gain"] for m in masters if m.meta.get("gain") is not None]
-            gain = float(np.median(gains)) if gains else None
-        read_noise = bias.meta.get("read_noise") if bias is not None else None
-        return cls(
-            bias=bias,
-            dark=dark,
-            flats=flats,
-            gain=gain,
-            read_noise=read_noise,
-            flat_limits=flat_limits,
-            hot_sigma=hot_sigma,
-            source=str(directory),
+        from skyscene.io.calset import read_calibration_set
+
+        return read_calibration_set(
+            directory, gain=gain, flat_limits=flat_limits, hot_sigma=hot_sigma
         )

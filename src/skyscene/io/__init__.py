@@ -1,6 +1,11 @@
 """Containers and file formats: :class:`Exposure`, :class:`MasterFrame`, FITS, headers, tables."""
 
 from skyscene.io._atomic import atomic_path, atomic_write_text, remove_stale_temporaries
+from skyscene.io.calset import (
+    calibration_set_from_directory,
+    read_calibration_set,
+    write_calibration_set,
+)
 from skyscene.io.ccddata import exposure_from_ccddata, exposure_to_ccddata
 from skyscene.io.exposure import Exposure
 from skyscene.io.fits import (
@@ -42,6 +47,7 @@ __all__ = [
     "atomic_path",
     "atomic_write_text",
     "bunit",
+    "calibration_set_from_directory",
     "decode_fits_stamp",
     "detect_profile",
     "encode_fits_stamp",
@@ -54,11 +60,13 @@ __all__ = [
     "nonphysical_mask",
     "open_fits",
     "parse_header",
+    "read_calibration_set",
     "read_exposure",
     "read_header",
     "read_master",
     "register_profile",
     "remove_stale_temporaries",
+    "write_calibration_set",
     "write_exposure",
     "write_master",
     "write_table",
