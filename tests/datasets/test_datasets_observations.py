@@ -87,3 +87,25 @@ def test_bad_parameters():
         simulate_observations("unused", 0, rng=1)
     with pytest.raises(ParameterError, match="psf must be 'gaussian' or 'moffat'"):
         simulate_observations("unused", 1, rng=1, psf="airy")
+
+
+def test_stars_that_cannot_fit_raise_fast_naming_count_and_frame(tmp_path):
+    import time
+
+    from skyscene.datasets.observations import ObservationConfig, draw_star_field
+
+    start = time.perf_counter()
+    with pytest.raises(
+        ParameterError, match=r"n_sources=50 stars do not fit in a 96x96 frame"
+    ) as info:
+        simulate_observations(tmp_path / "full", 2, rng=3, shape=(96, 96), n_sources=50)
+    assert time.perf_counter() - start < 5.0
+    assert info.value.name == "n_sources" and info.value.value == 50
+    assert not list((tmp_path / "full").glob("*.fits"))  # nothing half-written
+    # a feasible request just below the limit still works, and stays 25 px apart
+    positions, fluxes = draw_star_field(
+        np.random.default_rng(3), ObservationConfig(shape=(96, 96), n_sources=2)
+    )
+    gaps = np.hypot(*(positions[0] - positions[1]))
+    assert gaps > 25 and len(fluxes) == 2
+    assert np.all((positions >= 30) & (positions <= 66))

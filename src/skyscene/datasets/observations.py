@@ -127,19 +127,46 @@ class ObservationConfig:
         return dict(self.phase_lags or {b: 0.35 * k for k, b in enumerate(self.bands)})
 
 
+#: Rejected position draws in a row after which :func:`draw_star_field` gives up.
+STAR_FIELD_TRIES = 10_000
+
+
 def draw_star_field(rng: np.random.Generator, config: ObservationConfig):
     """Star positions (pixels of the reference tangent frame) and fluxes, brightest first.
 
-    Positions uniform ≥ 30 px inside the frame, ≥ 25 px apart (rejection sampling);
-    fluxes log-uniform in ``flux_range``.
+    Positions uniform ≥ 30 px inside the frame, ≥ 25 px apart (rejection sampling,
+    at most :data:`STAR_FIELD_TRIES` rejected draws in a row); fluxes log-uniform in
+    ``flux_range``.
+
+    Raises
+    ------
+    ParameterError
+        ``n_sources`` stars do not fit in the frame (no new position found in
+        :data:`STAR_FIELD_TRIES` draws); the message names ``n_sources`` and the shape.
     """
     ny, nx = config.shape
-    margin = 30
+    margin, spacing = 30, 25
     positions: list[np.ndarray] = []
+    placed = np.empty((0, 2))
+    failures = 0
     while len(positions) < config.n_sources:
         p = rng.uniform([margin, margin], [nx - margin, ny - margin])
-        if all(np.hypot(*(p - q)) > 25 for q in positions):
+        d = placed - p  # |p - q| is symmetric: same distances as p - q
+        if np.all(np.hypot(d[:, 0], d[:, 1]) > spacing):
             positions.append(p)
+            placed = np.vstack([placed, p])
+            failures = 0
+            continue
+        failures += 1
+        if failures >= STAR_FIELD_TRIES:
+            raise ParameterError(
+                f"n_sources={config.n_sources} stars do not fit in a {ny}x{nx} frame "
+                f"({margin} px from the edges, > {spacing} px apart): only {len(positions)} "
+                f"placed after {STAR_FIELD_TRIES} rejected draws; ask for fewer stars or a "
+                "larger shape",
+                name="n_sources",
+                value=config.n_sources,
+            )
     log_low, log_high = np.log(config.flux_range)
     fluxes = np.sort(np.exp(rng.uniform(log_low, log_high, config.n_sources)))[::-1]
     return np.array(positions), fluxes
