@@ -22,6 +22,7 @@ _DEMO_STAGES = (
     "skyscene.pipelines.smp:demo_stage",
     "skyscene.pipelines.diffim:demo_stage",
     "skyscene.pipelines.search:demo_stage",
+    "skyscene.pipelines.rb:demo_stage",
     "skyscene.pipelines.spectra:demo_stage",
 )
 
