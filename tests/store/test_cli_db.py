@@ -5,16 +5,21 @@ from __future__ import annotations
 import sqlite3
 
 from skyscene.cli import main
+from skyscene.store import head_revision
 
 
 def test_db_upgrade_current_downgrade(db_url, capsys):
+    head = head_revision()
+    assert head == "0002"
     assert main(["db", "current", db_url]) == 1  # empty: needs an upgrade
-    assert "schema revision none (needs 'skyscene db upgrade' to 0001)" in capsys.readouterr().out
+    assert f"schema revision none (needs 'skyscene db upgrade' to {head})" in capsys.readouterr().out
     assert main(["db", "upgrade", db_url]) == 0
-    assert "at schema revision 0001 (newest 0001)" in capsys.readouterr().out
+    assert f"at schema revision {head} (newest {head})" in capsys.readouterr().out
     assert main(["db", "current", db_url]) == 0
     out = capsys.readouterr().out
-    assert "schema revision 0001 (up to date)" in out and "candidates   0" in out
+    assert f"schema revision {head} (up to date)" in out and "candidates   0" in out
+    assert main(["db", "downgrade", db_url, "0001"]) == 0
+    assert "at schema revision 0001" in capsys.readouterr().out
     assert main(["db", "downgrade", db_url, "base"]) == 0
     assert "base (no tables)" in capsys.readouterr().out
 
@@ -30,6 +35,7 @@ def test_db_upgrade_sqlite_file_has_the_tables(tmp_path):
         "scores",
         "labels",
         "users",
+        "models",
         "alembic_version",
     } <= names
 

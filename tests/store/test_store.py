@@ -72,15 +72,15 @@ def store(db_url):
 def test_migrations_build_exactly_the_models_and_go_both_ways(db_url):
     engine = open_engine(db_url)
     assert current_revision(engine) is None
-    assert upgrade(engine) == head_revision() == "0001"
+    assert upgrade(engine) == head_revision() == "0002"
     with engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert diff == []  # the migrations and the models agree
     assert downgrade(engine, "base") is None
     with engine.connect() as connection:
         assert MigrationContext.configure(connection).get_current_revision() is None
-    assert upgrade(engine) == "0001"  # and again: idempotent at head
-    assert upgrade(engine) == "0001"
+    assert upgrade(engine) == "0002"  # and again: idempotent at head
+    assert upgrade(engine) == "0002"
     engine.dispose()
 
 
@@ -286,7 +286,7 @@ def test_a_database_behind_the_code_is_refused_without_auto_upgrade(tmp_path):
     open_engine(url).dispose()
     with pytest.raises(
         DataError,
-        match=r"is at schema revision None, this skyscene needs '0001': run 'skyscene db upgrade URL'",
+        match=r"is at schema revision None, this skyscene needs '0002': run 'skyscene db upgrade URL'",
     ):
         CandidateStore(url, config=StoreConfig(auto_upgrade=False))
 

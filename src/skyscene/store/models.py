@@ -2,8 +2,9 @@
 
 Tables: ``runs``, ``images``, ``pairs``, ``objects``, ``candidates`` (every feature a
 column, ZTF names), ``cutouts``, ``alert_files``, ``scores`` (model name and version on
-every score), ``users`` (API-token ready: name, role, token hash) and ``labels`` (user,
-time, value, comment). A change here needs a new migration in ``migrations/versions``;
+every score), ``users`` (API-token ready: name, role, token hash), ``labels`` (user,
+time, value, comment) and ``models`` (real/bogus model versions: parent, data hash,
+metrics, who trained it, the checkpoint, which one is served). A change here needs a new migration in ``migrations/versions``;
 ``tests/store`` checks that the migrations and these models agree.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -28,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -42,6 +45,7 @@ __all__ = [
     "Cutout",
     "Image",
     "Label",
+    "Model",
     "Object",
     "Pair",
     "Run",
@@ -260,3 +264,31 @@ class Label(Base):
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), default=_now, server_default=func.now()
     )
+
+
+class Model(Base):
+    """A real/bogus model version; at most one per ``name`` is served (``served`` true).
+
+    ``checkpoint`` holds the checkpoint file's bytes so that a database alone can serve
+    and promote; ``reference_scores`` is the validation score distribution that drift
+    monitoring compares nights against; ``parent_version`` links a retrained model to
+    the one it was fine-tuned from.
+    """
+
+    __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(64), index=True)
+    arch: Mapped[str | None] = mapped_column(String(32))
+    parent_version: Mapped[str | None] = mapped_column(String(64))
+    data_hash: Mapped[str | None] = mapped_column(String(64))
+    threshold: Mapped[float | None] = mapped_column(Double)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    reference_scores: Mapped[list[float] | None] = mapped_column(JSON)
+    trained_by: Mapped[str | None] = mapped_column(String(64))
+    path: Mapped[str | None] = mapped_column(String(1024))
+    checkpoint: Mapped[bytes | None] = mapped_column(LargeBinary)
+    served: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    promoted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
