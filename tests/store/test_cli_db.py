@@ -12,7 +12,9 @@ def test_db_upgrade_current_downgrade(db_url, capsys):
     head = head_revision()
     assert head == "0002"
     assert main(["db", "current", db_url]) == 1  # empty: needs an upgrade
-    assert f"schema revision none (needs 'skyscene db upgrade' to {head})" in capsys.readouterr().out
+    assert (
+        f"schema revision none (needs 'skyscene db upgrade' to {head})" in capsys.readouterr().out
+    )
     assert main(["db", "upgrade", db_url]) == 0
     assert f"at schema revision {head} (newest {head})" in capsys.readouterr().out
     assert main(["db", "current", db_url]) == 0

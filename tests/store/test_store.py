@@ -247,6 +247,22 @@ def test_scores_keep_model_versions_and_labels_keep_history(store):
         store.add_scores([999], [0.5], model_name="vgg6", model_version="1.0")
     with pytest.raises(DataError, match="score of candid 2 is not finite"):
         store.add_scores([2], [float("nan")], model_name="vgg6", model_version="1.0")
+    store.add_scores(
+        [2, 3], [0.4, 0.8], model_name="vgg6", model_version="1.0",
+        spreads=[0.05, 0.01], priorities=[0.9, 0.2],
+    )  # fmt: skip
+    with store.engine.connect() as c:
+        rows = c.exec_driver_sql(
+            "SELECT candid, score, spread, priority FROM scores WHERE model_version = '1.0' "
+            "ORDER BY candid"
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        (1, 0.2, None, None),
+        (2, 0.4, 0.05, 0.9),
+        (3, 0.8, 0.01, 0.2),
+    ]
+    with pytest.raises(DataError, match="2 scores but 1 priority values"):
+        store.add_scores([2, 3], [0.4, 0.8], model_name="m", model_version="1", priorities=[1.0])
 
 
 def test_bad_input_names_the_pair_column_and_value(store, tmp_path):

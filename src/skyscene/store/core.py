@@ -732,9 +732,13 @@ class CandidateStore:
         *,
         model_name: str,
         model_version: str,
+        spreads: Sequence[float] | None = None,
+        priorities: Sequence[float] | None = None,
     ) -> int:
         """Store scores of one model version; a rescore of the same version replaces it.
 
+        ``spreads`` (std of the 8 flip/rotation predictions) and ``priorities`` (the
+        active-learning priority, higher = review first) are optional, one per score.
         Returns the number of scores written.
         """
         if not model_name or not model_version:
@@ -745,19 +749,27 @@ class CandidateStore:
             )
         if len(candids) != len(scores):
             raise DataError(f"{len(candids)} candids but {len(scores)} scores")
+        extras = {"spread": spreads, "priority": priorities}
+        for key, values in extras.items():
+            if values is not None and len(values) != len(scores):
+                raise DataError(f"{len(scores)} scores but {len(values)} {key} values")
         rows = []
-        for candid, score in zip(candids, scores, strict=True):
+        for i, (candid, score) in enumerate(zip(candids, scores, strict=True)):
             score = float(score)
             if not math.isfinite(score):
                 raise DataError(f"score of candid {candid} is not finite: {score!r}")
-            rows.append(
-                {
-                    "candid": int(candid),
-                    "model_name": model_name,
-                    "model_version": model_version,
-                    "score": score,
-                }
-            )
+            row = {
+                "candid": int(candid),
+                "model_name": model_name,
+                "model_version": model_version,
+                "score": score,
+            }
+            for key, values in extras.items():
+                value = None if values is None else float(values[i])
+                if value is not None and not math.isfinite(value):
+                    raise DataError(f"{key} of candid {candid} is not finite: {value!r}")
+                row[key] = value
+            rows.append(row)
         table = _t(m.Score)
         with self._writer() as connection, connection.begin():
             if not rows:
@@ -766,7 +778,12 @@ class CandidateStore:
             if hasattr(stmt, "on_conflict_do_update"):
                 stmt = stmt.on_conflict_do_update(
                     index_elements=["candid", "model_name", "model_version"],
-                    set_={"score": stmt.excluded.score, "created_at": stmt.excluded.created_at},
+                    set_={
+                        "score": stmt.excluded.score,
+                        "spread": stmt.excluded.spread,
+                        "priority": stmt.excluded.priority,
+                        "created_at": stmt.excluded.created_at,
+                    },
                 )
             try:
                 connection.execute(stmt, rows)

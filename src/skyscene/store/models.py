@@ -233,6 +233,10 @@ class Score(Base):
     model_version: Mapped[str] = mapped_column(String(64))
     score: Mapped[float] = mapped_column(Double)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    # revision 0002: the std of the 8 flip/rotation predictions, and the active-learning
+    # priority of the candidate under this model (higher = review first)
+    spread: Mapped[float | None] = mapped_column(Double)
+    priority: Mapped[float | None] = mapped_column(Double, index=True)
 
 
 class User(Base):
