@@ -29,6 +29,7 @@ def _config(args):
         profile=args.instrument,
         page_candidates=args.page_candidates,
         page_stretch=args.stretch,
+        model=args.model,
     )
 
 
@@ -99,6 +100,8 @@ def register(commands, simulate) -> None:
             "refused unless --overwrite.\n"
             "A pair that cannot be searched (missing or unreadable file, images that do not "
             "overlap, no stars) is logged and listed in summary.json; the others go on. "
+            "--model MODEL.pt (or 'default', the shipped model) scores the candidates as "
+            "they are found (drb, drbversion); without it nothing is scored.\n"
             "Exit status: 0 every pair ok, 3 finished with failures, 1 error, 130 "
             "interrupted. Workers of an existing Dask cluster need the input and output "
             "paths (a shared file system)."
@@ -167,6 +170,15 @@ def register(commands, simulate) -> None:
         type=int,
         default=1,
         help="gzip level of the FITS cutouts, 0-9 (default %(default)s)",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="MODEL.pt|default",
+        help="score every candidate with this real/bogus model as the pairs are searched "
+        "(drb/drbversion in the tables and alerts, the scores table of the database); "
+        "'default': the model shipped with skyscene; needs skyscene[rb]. Default: no "
+        "scoring (score later with 'skyscene rb score DB_URL --model ...')",
     )
     p.add_argument("--instrument", default=None, help="instrument profile of the input files")
     p.add_argument(

@@ -75,6 +75,7 @@ STAGES = (
     "catalog",
     "find+features",
     "cutouts",
+    "score",
     "part",
     "database",
     "alerts",
@@ -156,6 +157,15 @@ class SearchConfig:
         Candidates shown on ``index.html`` (the strongest by ``|scorr|``); 0: none.
     page_stretch : {"zscale", "asinh"}
         Display stretch of the page's triplets.
+    model : str, optional
+        Real/bogus model that scores every candidate as the pairs are searched: a
+        checkpoint path (``skyscene rb train``) or ``"default"`` (the model shipped with
+        skyscene, :func:`skyscene.classify.io.load_model`). None (default): no scoring,
+        ``drb`` stays null. Needs the extra ``skyscene[rb]``.
+    model_version : str, optional
+        The version the model must have (the checkpoint's ``model_version``). Set by
+        :func:`run_search` from the loaded checkpoint, so that the recorded configuration,
+        the resume keys and every score name the exact weights.
     """
 
     zogy: Any = field(default_factory=_zogy_config)
@@ -167,6 +177,8 @@ class SearchConfig:
     profile: str | None = None
     page_candidates: int = 24
     page_stretch: str = "zscale"
+    model: str | None = None
+    model_version: str | None = None
 
     def __post_init__(self) -> None:
         from skyscene.alerts import AlertConfig
@@ -191,9 +203,41 @@ class SearchConfig:
             )
         check_int("SearchConfig.page_candidates", self.page_candidates, low=0, high=1000)
         check_choice("SearchConfig.page_stretch", self.page_stretch, ("zscale", "asinh"))
+        for name in ("model", "model_version"):
+            value = getattr(self, name)
+            if isinstance(value, Path):
+                value = str(value)
+                object.__setattr__(self, name, value)
+            if value is not None and not (isinstance(value, str) and value):
+                raise ParameterError(
+                    f"SearchConfig.{name} must be a non-empty string or None, got {value!r}",
+                    name=f"SearchConfig.{name}",
+                    value=value,
+                )
+        if self.model is None and self.model_version is not None:
+            raise ParameterError(
+                "SearchConfig.model_version is given without a model",
+                name="SearchConfig.model_version",
+                value=self.model_version,
+            )
+        if self.model is not None and not self.candidates.cutouts:
+            raise ParameterError(
+                "SearchConfig.model scores the cutouts: CandidateConfig.cutouts must be True",
+                name="SearchConfig.model",
+                value=self.model,
+            )
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (JSON-serialisable), read back by :meth:`from_dict`."""
+        """Plain nested dict (JSON-serialisable), read back by :meth:`from_dict`.
+
+        ``model`` and ``model_version`` appear only when a model is set (a search without
+        scoring records the same configuration as before they existed).
+        """
+        scoring = (
+            {"model": self.model, "model_version": self.model_version}
+            if self.model is not None
+            else {}
+        )
         return {
             "zogy": self.zogy.to_dict(),
             "candidates": self.candidates.to_dict(),
@@ -204,6 +248,7 @@ class SearchConfig:
             "profile": self.profile,
             "page_candidates": self.page_candidates,
             "page_stretch": self.page_stretch,
+            **scoring,
         }
 
     @classmethod
@@ -479,6 +524,71 @@ def _cached_catalog(path: Path, reference, threshold: float):
     return catalog
 
 
+#: Real/bogus models of this process, by (path, version): loaded once per worker.
+_MODELS: dict[tuple[str, str | None], Any] = {}
+
+
+def _load_model(path: str):
+    from skyscene.classify.io import load_model
+
+    return load_model(None if path == "default" else path)
+
+
+def _cached_model(path: str, version: str | None):
+    """The classifier of ``path`` (``"default"``: the shipped one), checked against
+    ``version``; loaded once per process."""
+    key = (path, version)
+    if key not in _MODELS:
+        classifier = _load_model(path)
+        if version is not None and classifier.model_version_ != version:
+            raise InputFileError(
+                f"model file {classifier.source_}: model version {classifier.model_version_}, "
+                f"the search was started with {version} (the file changed during the run?)"
+            )
+        _MODELS.clear()  # one model per run; keep no stale weights
+        _MODELS[key] = classifier
+    return _MODELS[key]
+
+
+def score_candidates(classifier, cutouts, *, source: str = "input") -> np.ndarray:
+    """Real/bogus scores (``drb``, calibrated, 0-1) of the candidates' triplets.
+
+    ``classifier`` is a fitted :class:`skyscene.classify.RealBogusClassifier`,
+    ``cutouts`` a :class:`skyscene.candidates.Cutouts` (science, reference, difference).
+    Scored on one torch thread (one per Dask worker; the thread count is restored).
+    """
+    from skyscene.errors import require
+
+    n = 0 if cutouts is None else len(cutouts)
+    if n == 0:
+        return np.zeros(0)
+    triplets = np.stack([cutouts.science, cutouts.reference, cutouts.difference], axis=1)
+    torch = require("torch", "rb")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return np.asarray(classifier.score(triplets, batch_size=256, source=source).rb, float)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _footprint(exposure) -> list[list[float]] | None:
+    """The image's 4 corners (pixel edges, counter-clockwise from pixel (0, 0)) as
+    ``[ra, dec]`` degrees from its WCS; None without a WCS."""
+    if exposure.wcs is None:
+        return None
+    ny, nx = exposure.shape
+    x = np.array([-0.5, nx - 0.5, nx - 0.5, -0.5])
+    y = np.array([-0.5, -0.5, ny - 0.5, ny - 0.5])
+    ra, dec = exposure.wcs.all_pix2world(x, y, 0)
+    return [[float(a) % 360.0, float(d)] for a, d in zip(ra, dec, strict=True)]
+
+
+def _finite_or_none(value) -> float | None:
+    value = None if value is None else float(value)
+    return value if value is not None and np.isfinite(value) else None
+
+
 @dataclass(frozen=True)
 class _PairTask:
     """One batch task (picklable): a pair, the configuration, where its part goes."""
@@ -564,20 +674,40 @@ def _search_task(task: _PairTask) -> dict[str, Any]:
             )
             timings.update(found.timings)
             timings["catalog"] = catalog_seconds
-            t = time.perf_counter()
             table = found.candidates
+            columns = {name: np.asarray(v) for name, v in table.columns.items()}
+            if config.model is not None:
+                t = time.perf_counter()
+                classifier = _cached_model(config.model, config.model_version)
+                drb = score_candidates(classifier, table.cutouts, source=f"pair {task.pair_id}")
+                columns["drb"] = drb
+                columns["drbversion"] = np.full(drb.size, classifier.model_version_)
+                record["scores"] = {
+                    "model_name": classifier.model_name_,
+                    "model_version": classifier.model_version_,
+                }
+                timings["score"] = time.perf_counter() - t
+            t = time.perf_counter()
             _write_part(Path(task.part), table["candid"], found.stamps)
             timings["part"] = time.perf_counter() - t
+            band = None if science.band is None else str(science.band)
+            fid = config.candidates.fid
+            if fid is None:
+                from skyscene.candidates import ZTF_FID
+
+                fid = ZTF_FID.get(str(science.band), 0)
             record.update(
                 status="ok",
                 error="",
-                columns={name: np.asarray(v) for name, v in table.columns.items()},
+                columns=columns,
                 meta=_jsonable({k: v for k, v in table.meta.items() if k != "config"}),
                 part=task.part,
                 pair={
                     "jd": _jsonable(float(table["jd"][0])) if len(table) else _jd_of(science),
-                    "fid": int(table["fid"][0]) if len(table) else None,
-                    "band": None if science.band is None else str(science.band),
+                    "fid": int(table["fid"][0]) if len(table) else int(fid),
+                    "band": band,
+                    "footprint": _footprint(science),
+                    "diffmaglim": _finite_or_none(table.meta.get("diffmaglim")),
                     "exptime": None if not science.exptime else float(science.exptime),
                     "magzpsci": None if science.zeropoint is None else float(science.zeropoint),
                     "alignment": found.result.alignment,
@@ -675,16 +805,37 @@ class _Consumer:
             band=pair["band"],
             exptime=pair["exptime"],
             magzpsci=pair["magzpsci"],
-            meta={"alignment": pair["alignment"], "flux_ratio": pair["flux_ratio"]},
+            meta={
+                "alignment": pair["alignment"],
+                "flux_ratio": pair["flux_ratio"],
+                # for the review service's upper limits (docs/store.md, "pairs.meta")
+                "footprint": pair.get("footprint"),
+                "diffmaglim": pair.get("diffmaglim"),
+                "jd": pair["jd"],
+                "fid": pair["fid"],
+                "band": pair["band"],
+            },
         )
         cutouts = stamps if (self.config.store_cutouts and self.config.candidates.cutouts) else None
-        ingest = self.store.ingest_pair(record, columns, cutouts, run_id=self.run_id)
+        scores = None
+        if rec.get("scores"):
+            scores = {**rec["scores"], "score": columns["drb"]}
+        ingest = self.store.ingest_pair(record, columns, cutouts, run_id=self.run_id, scores=scores)
         object_ids = self.store.object_ids(candid)
         if len(object_ids) != len(candid):
             raise DataError(
                 f"pair {rec['pair_id']!r} is already in the database {self.store.url} with other "
                 "candidates (made with another configuration?): use another database or "
                 "--overwrite with the default one"
+            )
+        if scores is not None and not ingest.inserted:
+            # stored by an earlier run (e.g. without a model, into an external --db):
+            # add this version's scores (a rescore of the same version replaces them)
+            self.store.add_scores(
+                candid,
+                [float(v) for v in scores["score"]],
+                model_name=scores["model_name"],
+                model_version=scores["model_version"],
             )
         rec["objectId"] = [object_ids[c] for c in candid]
         rec["ingested"] = ingest.inserted
@@ -706,6 +857,7 @@ class _Consumer:
             self.store,
             {candid[i]: object_ids[candid[i]] for i in todo},
             {candid[i]: float(rec["columns"]["jd"][i]) for i in todo},
+            model_version=self.config.model_version,
         )
         alerts = alerts_from_table(
             columns, object_ids=object_ids, prv_candidates=prv, config=self.config.alerts
@@ -730,7 +882,9 @@ class _Consumer:
         self.n_alerts_written += len(files.paths)
 
 
-def _earlier_detections(store, object_ids: Mapping[int, str], jds: Mapping[int, float]) -> dict:
+def _earlier_detections(
+    store, object_ids: Mapping[int, str], jds: Mapping[int, float], *, model_version=None
+) -> dict:
     """``{candid: prv_candidates}``: stored detections of the object before the candidate's jd.
 
     Only objects first seen before the candidate are queried (one query for the lot,
@@ -756,7 +910,9 @@ def _earlier_detections(store, object_ids: Mapping[int, str], jds: Mapping[int, 
     for candid, oid in object_ids.items():
         jd = jds[candid]
         if oid in first and first[oid] < jd:
-            out[candid] = store.prv_candidates(oid, before_jd=jd, exclude_candid=candid)
+            out[candid] = store.prv_candidates(
+                oid, before_jd=jd, exclude_candid=candid, model_version=model_version
+            )
     return out
 
 
@@ -842,6 +998,13 @@ def _candidate_table(records: Sequence[dict], config: SearchConfig):
     table = CandidateTable(columns=columns, meta={"config": config.to_dict()}).to_table()
     table["objectId"] = np.array(object_ids, dtype=str) if object_ids else np.zeros(0, "<U1")
     table["objectId"].description = "object of the database the candidate belongs to"
+    if config.model is not None:  # ZTF's names for the deep real/bogus score
+        drb = [np.asarray(r["columns"]["drb"], float) for r in ok]
+        version = [np.asarray(r["columns"]["drbversion"], str) for r in ok]
+        table["drb"] = np.concatenate(drb) if drb else np.zeros(0)
+        table["drb"].description = "real/bogus score of the model drbversion; 0 to 1, 1 = real"
+        table["drbversion"] = np.concatenate(version) if version else np.zeros(0, "<U1")
+        table["drbversion"].description = "version of the real/bogus model that assigned drb"
     table.meta["pipeline"] = "search"
     table.meta["n_pairs"] = len(ok)
     table.meta["skyscene_version"] = __version__
@@ -998,6 +1161,9 @@ def run_search(
         )
     out_dir = Path(out_dir)
     entries, inputs, folders = _entries(pairs)
+    config = _with_model_version(config)
+    if config.model not in (None, "default"):
+        folders = [*folders, Path(config.model).parent]
     url = db or f"sqlite:///{(out_dir / 'skyscene.db').resolve()}"
     config_dict = config.to_dict()
     folder = OutputFolder(
@@ -1086,6 +1252,31 @@ def run_search(
         out_dir,
     )
     return summary
+
+
+def _with_model_version(config: SearchConfig) -> SearchConfig:
+    """``config`` with the model's absolute path and version (the checkpoint is loaded here
+    once: a bad model file stops the run before any pair, naming it)."""
+    if config.model is None:
+        return config
+    path = config.model if config.model == "default" else str(Path(config.model).resolve())
+    classifier = _load_model(path)
+    if config.model_version is not None and classifier.model_version_ != config.model_version:
+        raise InputFileError(
+            f"model file {classifier.source_}: model version {classifier.model_version_}, "
+            f"expected {config.model_version}"
+        )
+    size = config.candidates.cutout_size
+    if classifier.size != size:
+        raise ParameterError(
+            f"model file {classifier.source_} scores {classifier.size}x{classifier.size} "
+            f"triplets, the cutouts are {size}x{size} (--cutout-size)",
+            name="SearchConfig.model",
+            value=config.model,
+        )
+    _MODELS.clear()
+    _MODELS[(path, classifier.model_version_)] = classifier  # the synchronous scheduler's
+    return dataclasses.replace(config, model=path, model_version=classifier.model_version_)
 
 
 def _summarise(entries, records, n_reused, consumer, out_dir, url, t_run) -> SearchSummary:

@@ -47,6 +47,15 @@ log = logging.getLogger(__name__)
 
 _PG_INGEST_LOCK = 0x534B5902  # advisory lock: association of one pair at a time
 _CUTOUT_KINDS = ("science", "reference", "difference")
+_SCORE_NAMES = (
+    "candid",
+    "model_name",
+    "model_version",
+    "score",
+    "spread",
+    "priority",
+    "created_at",
+)
 _PRV_FIELDS = (
     "jd",
     "fid",
@@ -411,6 +420,7 @@ class CandidateStore:
         cutouts: Mapping[str, Any] | None = None,
         *,
         run_id: int | None = None,
+        scores: Mapping[str, Any] | None = None,
     ) -> IngestResult:
         """Store one pair's candidates (and cutouts) in one transaction; idempotent.
 
@@ -427,6 +437,12 @@ class CandidateStore:
             :func:`skyscene.alerts.encode_stamp`).
         run_id : int, optional
             The run (:meth:`start_run`) that made the pair.
+        scores : mapping, optional
+            Real/bogus scores of the candidates, written to ``scores`` in the same
+            transaction: ``{"model_name": str, "model_version": str, "score": sequence
+            (one per row)}`` and optional ``"spread"``, ``"priority"`` sequences (as
+            :meth:`add_scores`). Written only with the pair (``inserted=True``); for a pair
+            already stored use :meth:`add_scores`.
 
         Returns
         -------
@@ -449,6 +465,7 @@ class CandidateStore:
         n, columns = _columns(candidates)
         lists = self._candidate_columns(pair, n, columns)
         blobs = self._cutout_rows(lists["candid"], cutouts or {}, n)
+        score_rows = [] if scores is None else self._score_rows(lists["candid"], scores)
         with self._writer() as connection, connection.begin():
             if self._dialect == "postgresql":
                 connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_INGEST_LOCK})")
@@ -507,6 +524,8 @@ class CandidateStore:
                 self._bulk_insert(
                     connection, "cutouts", ("candid", "kind", "format", "data"), blobs
                 )
+            if score_rows:
+                self._bulk_insert(connection, "scores", _SCORE_NAMES, score_rows)
         log.debug("pair %s: %d candidates, %d new objects", pair.pair_id, n, association.n_new)
         return IngestResult(
             pair.pair_id, True, n, association.n_new, association.n_matched, len(blobs)
@@ -561,6 +580,55 @@ class CandidateStore:
         if len(set(lists["candid"])) != n:
             raise DataError(f"{where}: the candidate table repeats a candid")
         return lists
+
+    def _score_rows(self, candids: list[int], scores: Mapping[str, Any]) -> list[tuple]:
+        """Rows of ``scores`` (in :data:`_SCORE_NAMES` order) for :meth:`ingest_pair`, checked."""
+        if not isinstance(scores, Mapping):
+            raise ParameterError(
+                f"scores must be a mapping (model_name, model_version, score), got "
+                f"{type(scores).__name__}",
+                name="scores",
+            )
+        name, version = scores.get("model_name"), scores.get("model_version")
+        if not (isinstance(name, str) and name and isinstance(version, str) and version):
+            raise ParameterError(
+                "scores: model_name and model_version must be non-empty strings",
+                name="scores",
+                value=(name, version),
+            )
+        n = len(candids)
+        columns = {}
+        for key in ("score", "spread", "priority"):
+            values = scores.get(key)
+            if values is None:
+                if key == "score":
+                    raise DataError("scores: no 'score' values")
+                columns[key] = [None] * n
+                continue
+            values = np.asarray(values, dtype=float).ravel()
+            if values.size != n:
+                raise DataError(f"scores[{key!r}] has {values.size} entries for {n} candidates")
+            bad = np.flatnonzero(~np.isfinite(values))
+            if bad.size:
+                raise DataError(
+                    f"{key} of candid {candids[int(bad[0])]} is not finite: {values[bad[0]]!r}"
+                )
+            columns[key] = values.tolist()
+        now: Any = dt.datetime.now(dt.UTC)
+        if self._dialect == "sqlite":  # SQLAlchemy's SQLite DATETIME text form
+            now = now.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return list(
+            zip(
+                candids,
+                itertools.repeat(name),
+                itertools.repeat(version),
+                columns["score"],
+                columns["spread"],
+                columns["priority"],
+                itertools.repeat(now),
+                strict=False,
+            )
+        )
 
     def _cutout_rows(self, candids: list[int], cutouts: Mapping[str, Any], n: int) -> list[tuple]:
         blobs = []
@@ -864,6 +932,7 @@ class CandidateStore:
         *,
         before_jd: float | None = None,
         exclude_candid: int | None = None,
+        model_version: str | None = None,
     ) -> list[dict[str, Any]]:
         """Earlier detections of an object, oldest first, as alert ``prv_candidates`` dicts.
 
@@ -874,14 +943,26 @@ class CandidateStore:
             Only detections with ``jd`` strictly before this (the alert's own epoch).
         exclude_candid : int, optional
             Leave this candidate out (the alert's own).
+        model_version : str, optional
+            Fill ``drb``/``drbversion`` from this model version's stored scores (null
+            where that version did not score the detection).
         """
         cand, objects = _t(m.Candidate), _t(m.Object)
+        columns: list[Any] = [cand.c[name] for name in _PRV_FIELDS]
+        if model_version is not None:
+            scores = _t(m.Score)
+            columns += [scores.c.score.label("drb"), scores.c.model_version.label("drbversion")]
         query = (
-            select(*(cand.c[name] for name in _PRV_FIELDS))
+            select(*columns)
             .join(objects, cand.c.object_key == objects.c.id)
             .where(objects.c.object_id == object_id)
             .order_by(cand.c.jd, cand.c.candid)
         )
+        if model_version is not None:
+            query = query.outerjoin(
+                scores,
+                (scores.c.candid == cand.c.candid) & (scores.c.model_version == model_version),
+            )
         if before_jd is not None:
             query = query.where(cand.c.jd < before_jd)
         if exclude_candid is not None:
