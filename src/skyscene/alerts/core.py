@@ -304,13 +304,23 @@ def _normalise(
 
 
 def _stamp(
-    name: str, value: Any, candid: int, header: Any, variance: Any, config: AlertConfig
-) -> tuple[Stamp, np.ndarray]:
+    name: str,
+    value: Any,
+    candid: int,
+    header: Any,
+    variance: Any,
+    config: AlertConfig,
+    decode: bool = True,
+) -> tuple[Stamp, np.ndarray | None]:
     file_name = f"candid{candid}_{name}.fits.gz"
     if isinstance(value, Stamp):
+        if not decode:
+            return value, None
         return value, decode_stamp(value.data, name=f"candid {candid}: {name}")
     if isinstance(value, bytes | bytearray | memoryview):
         data = bytes(value)
+        if not decode:
+            return Stamp(file_name, data), None
         return Stamp(file_name, data), decode_stamp(data, name=f"candid {candid}: {name}")
     array = np.asarray(value, dtype=np.float32)
     data = encode_stamp(array, header=header, variance=variance, compresslevel=config.compresslevel)
@@ -329,6 +339,7 @@ def make_alert(
     prv_candidates: Iterable[Mapping[str, Any]] = (),
     features: Mapping[str, Any] | None = None,
     config: AlertConfig | None = None,
+    decode: bool = True,
 ) -> Alert:
     """Build an alert in skyscene's schema from one candidate's values.
 
@@ -351,12 +362,17 @@ def make_alert(
     features : mapping, optional
         The ``skyscene`` block.
     config : AlertConfig, optional
+    decode : bool
+        Decode cutouts given as gzip-FITS bytes (or :class:`Stamp`) into the alert's
+        arrays (default). False keeps them as stamps only (``science`` etc. None): the
+        packet written is the same, without three decodes per alert (the pipeline's
+        way of writing ready stamps); read it back to get the arrays.
 
     Returns
     -------
     Alert
         Values converted to what Avro stores (float fields rounded to float32), so that
-        writing and reading it back gives an equal :class:`Alert`.
+        writing and reading it back gives an equal :class:`Alert` (with ``decode=True``).
     """
     config = config or AlertConfig()
     if not isinstance(object_id, str) or not object_id:
@@ -386,7 +402,7 @@ def make_alert(
             arrays[name] = None
             continue
         stamps[name], arrays[name] = _stamp(
-            name, value, candid, headers.get(name), variances.get(name), config
+            name, value, candid, headers.get(name), variances.get(name), config, decode
         )
     return Alert(
         object_id=object_id,
@@ -435,6 +451,7 @@ def alerts_from_table(
     headers: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     prv_candidates: Mapping[int, Iterable[Mapping[str, Any]]] | None = None,
     config: AlertConfig | None = None,
+    decode: bool = True,
 ) -> list[Alert]:
     """One alert per row of a candidate table.
 
@@ -451,6 +468,8 @@ def alerts_from_table(
         Per cutout name, one mapping of FITS cards per row.
     prv_candidates : mapping candid -> iterable of mapping, optional
     config : AlertConfig, optional
+    decode : bool
+        See :func:`make_alert` (False: stamp bytes are not decoded into arrays).
     """
     n, columns = _columns(table)
     if "candid" not in columns:
@@ -478,6 +497,7 @@ def alerts_from_table(
                 variances={k: v[i] for k, v in variances.items()},
                 prv_candidates=(prv_candidates or {}).get(candid, ()),
                 config=config,
+                decode=decode,
                 **{k: v[i] for k, v in cutouts.items()},
             )
         )
