@@ -98,3 +98,31 @@ def test_prv_candidates_carry_drb_of_the_asked_version(store):
     ]
     assert store.prv_candidates(oid, before_jd=JD0 + 2, model_version="v2")[0]["drb"] is None
     assert "drb" not in store.prv_candidates(oid, before_jd=JD0 + 2)[0]
+
+
+def test_prv_candidates_many_equals_one_by_one(store):
+    """Three epochs of 4 objects (one candidate of them scored): the batched lookup gives
+    exactly the per-candidate queries, with and without a model version."""
+    for k in range(3):
+        scores = {"model_name": "m", "model_version": "v1", "score": [0.1 * (k + 1)] * 4}
+        store.ingest_pair(
+            _pair(f"e{k}", JD0 + k),
+            _table(4, first=10 * k + 1, jd=JD0 + k),
+            scores=scores if k != 1 else None,
+        )
+    candids = [21, 22, 23, 24, 11, 1]
+    ids = store.object_ids(candids)
+    jds = {c: JD0 + (c // 10) for c in candids}
+    wanted = {c: (ids[c], jds[c]) for c in candids}
+    for version in (None, "v1"):
+        many = store.prv_candidates_many(wanted, model_version=version)
+        one = {
+            c: store.prv_candidates(
+                ids[c], before_jd=jds[c], exclude_candid=c, model_version=version
+            )
+            for c in candids
+        }
+        assert many == one
+    assert [p["candid"] for p in many[21]] == [1, 11]
+    assert [p["drb"] for p in many[21]] == [pytest.approx(0.1), None]
+    assert many[1] == [] and store.prv_candidates_many({}) == {}

@@ -928,7 +928,7 @@ def _earlier_detections(
     """``{candid: prv_candidates}``: stored detections of the object before the candidate's jd.
 
     Only objects first seen before the candidate are queried (one query for the lot,
-    then one per object with a history).
+    then one per 500 objects with a history).
     """
     from sqlalchemy import select
 
@@ -946,14 +946,14 @@ def _earlier_detections(
             for oid, first_jd, n in connection.execute(query):
                 if first_jd is not None and n and n > 1:
                     first[oid] = float(first_jd)
-    out: dict[int, list] = {}
-    for candid, oid in object_ids.items():
-        jd = jds[candid]
-        if oid in first and first[oid] < jd:
-            out[candid] = store.prv_candidates(
-                oid, before_jd=jd, exclude_candid=candid, model_version=model_version
-            )
-    return out
+    with_history = {
+        candid: (oid, jds[candid])
+        for candid, oid in object_ids.items()
+        if oid in first and first[oid] < jds[candid]
+    }
+    if not with_history:
+        return {}
+    return store.prv_candidates_many(with_history, model_version=model_version)
 
 
 # --------------------------------------------------------------------------- summary

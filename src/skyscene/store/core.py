@@ -970,6 +970,54 @@ class CandidateStore:
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
 
+    def prv_candidates_many(
+        self,
+        wanted: Mapping[int, tuple[str, float]],
+        *,
+        model_version: str | None = None,
+    ) -> dict[int, list[dict[str, Any]]]:
+        """:meth:`prv_candidates` of many alerts at once (one query per 500 objects).
+
+        ``wanted`` maps each alert's ``candid`` to ``(object_id, jd)``; the result maps it
+        to the object's detections before ``jd`` other than itself, oldest first, exactly
+        as ``prv_candidates(object_id, before_jd=jd, exclude_candid=candid,
+        model_version=model_version)`` gives them.
+        """
+        cand, objects = _t(m.Candidate), _t(m.Object)
+        columns: list[Any] = [objects.c.object_id.label("__object_id")]
+        columns += [cand.c[name] for name in _PRV_FIELDS]
+        if model_version is not None:
+            scores = _t(m.Score)
+            columns += [scores.c.score.label("drb"), scores.c.model_version.label("drbversion")]
+        by_object: dict[str, list[dict[str, Any]]] = {}
+        names = sorted({oid for oid, _ in wanted.values()})
+        latest = max((float(jd) for _, jd in wanted.values()), default=0.0)
+        with self.engine.connect() as connection:
+            for start in range(0, len(names), 500):
+                chunk = names[start : start + 500]
+                query = (
+                    select(*columns)
+                    .join(objects, cand.c.object_key == objects.c.id)
+                    .where(objects.c.object_id.in_(chunk), cand.c.jd < latest)
+                    .order_by(cand.c.jd, cand.c.candid)
+                )
+                if model_version is not None:
+                    query = query.outerjoin(
+                        scores,
+                        (scores.c.candid == cand.c.candid)
+                        & (scores.c.model_version == model_version),
+                    )
+                for row in connection.execute(query):
+                    record = dict(row._mapping)
+                    by_object.setdefault(record.pop("__object_id"), []).append(record)
+        out: dict[int, list[dict[str, Any]]] = {}
+        for candid, (oid, jd) in wanted.items():
+            jd = float(jd)
+            out[int(candid)] = [
+                r for r in by_object.get(oid, ()) if r["jd"] < jd and r["candid"] != int(candid)
+            ]
+        return out
+
     def candidates(self, *, pair_id: str | None = None, object_id: str | None = None):
         """Stored candidates as an astropy Table (features, ``pair_id``, ``objectId``)."""
         from astropy.table import Table
