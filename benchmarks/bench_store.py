@@ -16,7 +16,6 @@ shared: the load average is printed), after a warm-up that pays the one-off impo
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import shutil
 import tempfile
@@ -27,7 +26,6 @@ import numpy as np
 
 from skyscene.alerts import (
     AlertConfig,
-    Stamp,
     alerts_from_table,
     encode_stamp,
     make_alert,
@@ -138,13 +136,8 @@ def _alerts_of(cut: Cutouts, *, fits: bool, level: int = 1) -> list:
             config=AlertConfig(compresslevel=level),
         )
     stamps = {k: [cut.fits_bytes(i, k, compresslevel=level) for i in range(n)] for k in KINDS}
-    return [
-        dataclasses.replace(
-            alert,
-            stamps={k: Stamp(f"candid{alert.candid}_{k}.fits.gz", stamps[k][i]) for k in KINDS},
-        )
-        for i, alert in enumerate(alerts_from_table(table, object_ids=ids))
-    ]
+    # as the pipeline: the encoded stamps go into the packets without being decoded again
+    return alerts_from_table(table, object_ids=ids, cutouts=stamps, decode=False)
 
 
 def _table(rng, n, first, ra, dec, jd):
@@ -238,32 +231,35 @@ def main() -> None:
                 f"{clock.rate(args.alerts)} packets (goal >= 2000/s)"
             )
         science, reference, difference = (encode_stamp(c) for c in cut.triplet(0))
-        with _Clock() as build:
-            alerts = [
-                make_alert(
-                    {
-                        "candid": i,
-                        "jd": 2461100.5,
-                        "fid": 2,
-                        "ra": 30.0,
-                        "dec": -10.0,
-                        "isdiffpos": "t",
-                        "magpsf": 19.0,
-                        "sigmapsf": 0.1,
-                    },
-                    object_id="SKY26aaaaaab",
-                    science=science,
-                    reference=reference,
-                    difference=difference,
-                )
-                for i in range(args.alerts)
-            ]
-        with _Clock() as write:
-            write_alerts(alerts, out / "alerts")
-        print(
-            f"alerts from ready stamps: build {build.rate(args.alerts)} packets (stamps "
-            f"decoded), write {write.rate(args.alerts)} packets"
-        )
+        for decode in (False, True):
+            with _Clock() as build:
+                alerts = [
+                    make_alert(
+                        {
+                            "candid": i,
+                            "jd": 2461100.5,
+                            "fid": 2,
+                            "ra": 30.0,
+                            "dec": -10.0,
+                            "isdiffpos": "t",
+                            "magpsf": 19.0,
+                            "sigmapsf": 0.1,
+                        },
+                        object_id="SKY26aaaaaab",
+                        science=science,
+                        reference=reference,
+                        difference=difference,
+                        decode=decode,
+                    )
+                    for i in range(args.alerts)
+                ]
+            folder = out / f"alerts-ready{int(decode)}"
+            with _Clock() as write:
+                write_alerts(alerts, folder)
+            print(
+                f"alerts from ready stamps ({'decoded too' if decode else 'not decoded, as the pipeline'}): "
+                f"build {build.rate(args.alerts)} packets, write {write.rate(args.alerts)} packets"
+            )
         print(_load())
         shutil.rmtree(out)
 
