@@ -1,0 +1,630 @@
+"""The review service's database access (SQLAlchemy Core on the store's engine).
+
+Beyond :class:`~skyscene.store.CandidateStore`: users by token hash and their
+revocation, the candidate list with its filters, sorts and pagination, a candidate's
+detail, labels (add, undo, history) with their consensus, an object's light curve.
+Every query of a list page is a fixed number of statements (no query per row).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Engine, Table, and_, delete, exists, false, func, insert, select, update
+
+from skyscene.errors import DataError
+from skyscene.review.consensus import consensus
+from skyscene.store import models as m
+
+__all__ = ["SORTS", "CandidateFilter", "ReviewQueries", "UserRecord"]
+
+#: Sort orders of the candidate list (``-`` = descending); ``priority`` is highest first.
+SORTS = ("priority", "rb", "-rb", "time", "-time")
+
+#: Columns of a candidate list item taken from the candidate row.
+LIST_FEATURES = (
+    "jd",
+    "fid",
+    "ra",
+    "dec",
+    "isdiffpos",
+    "scorr",
+    "magpsf",
+    "sigmapsf",
+    "fwhm",
+    "elong",
+)
+
+
+def _t(model: Any) -> Table:
+    return cast(Table, model.__table__)
+
+
+CAND, PAIRS, OBJECTS, SCORES, LABELS, USERS = (
+    _t(m.Candidate),
+    _t(m.Pair),
+    _t(m.Object),
+    _t(m.Score),
+    _t(m.Label),
+    _t(m.User),
+)
+
+
+def clean(value: Any) -> Any:
+    """A JSON-safe value: non-finite floats become None, datetimes ISO 8601 in UTC."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:  # SQLite gives naive datetimes: they were written in UTC
+            value = value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC).isoformat()
+    return value
+
+
+def _row(mapping: Any) -> dict[str, Any]:
+    return {k: clean(v) for k, v in mapping.items()}
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """A user as the service sees it (never the token hash)."""
+
+    id: int
+    name: str
+    role: str
+    created_at: Any = None
+    revoked_at: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "role": self.role,
+            "created_at": clean(self.created_at),
+            "revoked_at": clean(self.revoked_at),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class CandidateFilter:
+    """Filters of the candidate list (``None``: no filter).
+
+    ``labelled_by`` / ``unlabelled_by`` are user ids; ``-1`` stands for a user name that
+    does not exist (nobody labelled as them).
+    """
+
+    rb_min: float | None = None
+    rb_max: float | None = None
+    jd_min: float | None = None
+    jd_max: float | None = None
+    object_id: str | None = None
+    labelled: bool | None = None
+    labelled_by: int | None = None
+    unlabelled_by: int | None = None
+
+
+class ReviewQueries:
+    """Queries of the review service on an SQLAlchemy ``engine`` of the candidate store."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
+
+    def _writer(self):
+        connection = self.engine.connect()
+        if self._sqlite:  # BEGIN IMMEDIATE: writers queue on the busy timeout
+            connection = connection.execution_options(sqlite_immediate=True)
+        return connection
+
+    # ------------------------------------------------------------------ users
+    def user_by_token_hash(self, token_hash: str) -> UserRecord | None:
+        """The active (not revoked) user holding the token of this hash, else None."""
+        query = select(USERS.c.id, USERS.c.name, USERS.c.role).where(
+            USERS.c.token_hash == token_hash, USERS.c.revoked_at.is_(None)
+        )
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        return None if row is None else UserRecord(int(row.id), row.name, row.role)
+
+    def user_id(self, name: str) -> int | None:
+        with self.engine.connect() as connection:
+            found = connection.scalar(select(USERS.c.id).where(USERS.c.name == name))
+        return None if found is None else int(found)
+
+    def users(self) -> list[UserRecord]:
+        """Every user, by name."""
+        query = select(
+            USERS.c.id, USERS.c.name, USERS.c.role, USERS.c.created_at, USERS.c.revoked_at
+        ).order_by(USERS.c.name)
+        with self.engine.connect() as connection:
+            return [
+                UserRecord(int(r.id), r.name, r.role, r.created_at, r.revoked_at)
+                for r in connection.execute(query)
+            ]
+
+    def revoke_user(self, name: str) -> bool:
+        """Revoke a user's token (``revoked_at`` = now); False when already revoked.
+
+        Raises
+        ------
+        DataError
+            No user of that name.
+        """
+        with self._writer() as connection, connection.begin():
+            row = connection.execute(
+                select(USERS.c.id, USERS.c.revoked_at).where(USERS.c.name == name)
+            ).first()
+            if row is None:
+                raise DataError(f"unknown user {name!r}")
+            if row.revoked_at is not None:
+                return False
+            connection.execute(
+                update(USERS).where(USERS.c.id == row.id).values(revoked_at=dt.datetime.now(dt.UTC))
+            )
+        return True
+
+    # ------------------------------------------------------------------ labels
+    @staticmethod
+    def _current_labels(connection, candids: Sequence[int]) -> dict[int, dict[int, dict]]:
+        """``{candid: {user_id: newest label}}`` (labels by insertion order, id)."""
+        out: dict[int, dict[int, dict]] = {int(c): {} for c in candids}
+        for start in range(0, len(candids), 500):
+            chunk = [int(c) for c in candids[start : start + 500]]
+            query = (
+                select(
+                    LABELS.c.id,
+                    LABELS.c.candid,
+                    LABELS.c.user_id,
+                    LABELS.c.value,
+                    LABELS.c.created_at,
+                )
+                .where(LABELS.c.candid.in_(chunk))
+                .order_by(LABELS.c.id)
+            )
+            for row in connection.execute(query):
+                out[int(row.candid)][int(row.user_id)] = dict(row._mapping)
+        return out
+
+    @staticmethod
+    def _summary(current: Mapping[int, dict], user_id: int | None) -> dict[str, Any]:
+        mine = current.get(user_id) if user_id is not None else None
+        return {
+            "n_labels": len(current),
+            "consensus": consensus(label["value"] for label in current.values()),
+            "my_label": None if mine is None else mine["value"],
+        }
+
+    def candidate_exists(self, candid: int) -> bool:
+        with self.engine.connect() as connection:
+            return (
+                connection.scalar(select(CAND.c.candid).where(CAND.c.candid == int(candid)))
+                is not None
+            )
+
+    def add_label(
+        self, candid: int, user: UserRecord, value: str, comment: str | None
+    ) -> dict[str, Any] | None:
+        """Record a label; None when the candidate does not exist. Returns the new row
+        (``id``, ``candid``, ``user``, ``value``, ``comment``, ``created_at``) and the
+        candidate's ``consensus`` after it."""
+        if value not in m.LABEL_VALUES:
+            raise DataError(f"label value must be one of {m.LABEL_VALUES}, got {value!r}")
+        now = dt.datetime.now(dt.UTC)
+        with self._writer() as connection, connection.begin():
+            if connection.scalar(select(CAND.c.candid).where(CAND.c.candid == int(candid))) is None:
+                return None
+            label_id = connection.execute(
+                insert(LABELS).returning(LABELS.c.id),
+                {
+                    "candid": int(candid),
+                    "user_id": user.id,
+                    "value": value,
+                    "comment": comment,
+                    "created_at": now,
+                },
+            ).scalar_one()
+            current = self._current_labels(connection, [candid])[int(candid)]
+        return {
+            "id": int(label_id),
+            "candid": int(candid),
+            "user": user.name,
+            "value": value,
+            "comment": comment,
+            "created_at": clean(now),
+            "consensus": self._summary(current, user.id)["consensus"],
+        }
+
+    def label_owner(self, label_id: int) -> tuple[int, int] | None:
+        """``(candid, user_id)`` of a label, None when there is no such label."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(LABELS.c.candid, LABELS.c.user_id).where(LABELS.c.id == int(label_id))
+            ).first()
+        return None if row is None else (int(row.candid), int(row.user_id))
+
+    def delete_label(self, label_id: int, user: UserRecord) -> dict[str, Any] | str:
+        """Undo: delete the user's own label. Returns ``"missing"`` (no such label),
+        ``"forbidden"`` (another user's) or ``{"deleted", "candid", "consensus",
+        "my_label"}`` (the user's previous label, if any, is current again)."""
+        with self._writer() as connection, connection.begin():
+            row = connection.execute(
+                select(LABELS.c.candid, LABELS.c.user_id).where(LABELS.c.id == int(label_id))
+            ).first()
+            if row is None:
+                return "missing"
+            if int(row.user_id) != user.id:
+                return "forbidden"
+            connection.execute(delete(LABELS).where(LABELS.c.id == int(label_id)))
+            candid = int(row.candid)
+            current = self._current_labels(connection, [candid])[candid]
+        summary = self._summary(current, user.id)
+        return {
+            "deleted": int(label_id),
+            "candid": candid,
+            "consensus": summary["consensus"],
+            "my_label": summary["my_label"],
+        }
+
+    def label_history(self, user_id: int, *, limit: int, offset: int) -> dict[str, Any]:
+        """A user's labels, newest first, each marked ``current`` when it is the newest
+        of that user for its candidate."""
+        newest_ids = (
+            select(func.max(LABELS.c.id))
+            .where(LABELS.c.user_id == user_id)
+            .group_by(LABELS.c.candid)
+        )
+        query = (
+            select(
+                LABELS.c.id,
+                LABELS.c.candid,
+                LABELS.c.value,
+                LABELS.c.comment,
+                LABELS.c.created_at,
+                LABELS.c.id.in_(newest_ids).label("current"),
+            )
+            .where(LABELS.c.user_id == user_id)
+            .order_by(LABELS.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        with self.engine.connect() as connection:
+            total = connection.scalar(
+                select(func.count()).select_from(LABELS).where(LABELS.c.user_id == user_id)
+            )
+            items = [_row(r._mapping) for r in connection.execute(query)]
+        for item in items:
+            item["current"] = bool(item["current"])
+        return {"total": int(total or 0), "limit": limit, "offset": offset, "items": items}
+
+    # ------------------------------------------------------------------ candidates
+    @staticmethod
+    def _score_join(version: str | None):
+        on = SCORES.c.candid == CAND.c.candid
+        on = (
+            and_(on, SCORES.c.model_version == version)
+            if version is not None
+            else and_(on, false())
+        )
+        return on
+
+    @staticmethod
+    def _conditions(flt: CandidateFilter) -> list:
+        where: list = []
+        if flt.rb_min is not None:
+            where.append(SCORES.c.score >= flt.rb_min)
+        if flt.rb_max is not None:
+            where.append(SCORES.c.score <= flt.rb_max)
+        if flt.jd_min is not None:
+            where.append(CAND.c.jd >= flt.jd_min)
+        if flt.jd_max is not None:
+            where.append(CAND.c.jd <= flt.jd_max)
+        if flt.object_id is not None:
+            where.append(OBJECTS.c.object_id == flt.object_id)
+        any_label = exists().where(LABELS.c.candid == CAND.c.candid)
+        if flt.labelled is True:
+            where.append(any_label)
+        elif flt.labelled is False:
+            where.append(~any_label)
+        if flt.labelled_by is not None:
+            where.append(
+                exists().where(
+                    LABELS.c.candid == CAND.c.candid, LABELS.c.user_id == flt.labelled_by
+                )
+            )
+        if flt.unlabelled_by is not None:
+            where.append(
+                ~exists().where(
+                    LABELS.c.candid == CAND.c.candid, LABELS.c.user_id == flt.unlabelled_by
+                )
+            )
+        return where
+
+    @staticmethod
+    def _order(sort: str) -> list:
+        if sort not in SORTS:
+            raise DataError(f"sort must be one of {SORTS}, got {sort!r}")
+        return {
+            "priority": [SCORES.c.priority.desc().nulls_last(), SCORES.c.score.desc().nulls_last()],
+            "rb": [SCORES.c.score.asc().nulls_last()],
+            "-rb": [SCORES.c.score.desc().nulls_last()],
+            "time": [CAND.c.jd.asc()],
+            "-time": [CAND.c.jd.desc()],
+        }[sort] + [CAND.c.candid.asc()]
+
+    def list_candidates(
+        self,
+        flt: CandidateFilter,
+        *,
+        version: str | None,
+        user_id: int | None,
+        sort: str = "priority",
+        limit: int = 50,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        """One page of the candidate list: ``{"total", "limit", "offset", "items"}``."""
+        where = self._conditions(flt)
+        joined = (
+            CAND.join(PAIRS, CAND.c.pair_key == PAIRS.c.id)
+            .outerjoin(OBJECTS, CAND.c.object_key == OBJECTS.c.id)
+            .outerjoin(SCORES, self._score_join(version))
+        )
+        counted: Any = CAND
+        if flt.object_id is not None:
+            counted = counted.outerjoin(OBJECTS, CAND.c.object_key == OBJECTS.c.id)
+        if flt.rb_min is not None or flt.rb_max is not None:
+            counted = counted.outerjoin(SCORES, self._score_join(version))
+        query = (
+            select(
+                CAND.c.candid,
+                OBJECTS.c.object_id.label("objectId"),
+                PAIRS.c.pair_id,
+                *(CAND.c[name] for name in LIST_FEATURES),
+                SCORES.c.score.label("rb"),
+                SCORES.c.spread,
+                SCORES.c.priority,
+            )
+            .select_from(joined)
+            .where(*where)
+            .order_by(*self._order(sort))
+            .limit(limit)
+            .offset(offset)
+        )
+        with self.engine.connect() as connection:
+            total = connection.scalar(select(func.count()).select_from(counted).where(*where))
+            items = [_row(r._mapping) for r in connection.execute(query)]
+            current = self._current_labels(connection, [item["candid"] for item in items])
+        for item in items:
+            item.update(self._summary(current[item["candid"]], user_id))
+        return {
+            "total": int(total or 0),
+            "limit": limit,
+            "offset": offset,
+            "model_version": version,
+            "items": items,
+        }
+
+    def queue_length(self, version: str | None = None) -> int:
+        """Candidates nobody has labelled yet."""
+        query = (
+            select(func.count())
+            .select_from(CAND)
+            .where(~exists().where(LABELS.c.candid == CAND.c.candid))
+        )
+        with self.engine.connect() as connection:
+            return int(connection.scalar(query) or 0)
+
+    def candidate_detail(self, candid: int, *, user_id: int | None) -> dict[str, Any] | None:
+        """Everything about one candidate (None when unknown)."""
+        query = (
+            select(
+                CAND.c.candid,
+                CAND.c.object_key,
+                OBJECTS.c.object_id.label("objectId"),
+                PAIRS.c.pair_id,
+                *(CAND.c[name] for name in m.FEATURE_COLUMNS),
+            )
+            .select_from(
+                CAND.join(PAIRS, CAND.c.pair_key == PAIRS.c.id).outerjoin(
+                    OBJECTS, CAND.c.object_key == OBJECTS.c.id
+                )
+            )
+            .where(CAND.c.candid == int(candid))
+        )
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+            if row is None:
+                return None
+            scores = [
+                _row(r._mapping)
+                for r in connection.execute(
+                    select(
+                        SCORES.c.model_name,
+                        SCORES.c.model_version,
+                        SCORES.c.score,
+                        SCORES.c.spread,
+                        SCORES.c.priority,
+                        SCORES.c.created_at,
+                    )
+                    .where(SCORES.c.candid == int(candid))
+                    .order_by(SCORES.c.created_at, SCORES.c.id)
+                )
+            ]
+            label_rows = connection.execute(
+                select(
+                    LABELS.c.id,
+                    LABELS.c.user_id,
+                    USERS.c.name.label("user"),
+                    LABELS.c.value,
+                    LABELS.c.comment,
+                    LABELS.c.created_at,
+                )
+                .join(USERS, LABELS.c.user_id == USERS.c.id)
+                .where(LABELS.c.candid == int(candid))
+                .order_by(LABELS.c.id)
+            ).all()
+            others: list[dict[str, Any]] = []
+            if row.object_key is not None:
+                others = [
+                    _row(r._mapping)
+                    for r in connection.execute(
+                        select(
+                            CAND.c.candid,
+                            CAND.c.jd,
+                            CAND.c.fid,
+                            CAND.c.magpsf,
+                            CAND.c.sigmapsf,
+                            CAND.c.isdiffpos,
+                        )
+                        .where(CAND.c.object_key == row.object_key, CAND.c.candid != int(candid))
+                        .order_by(CAND.c.jd, CAND.c.candid)
+                    )
+                ]
+        newest: dict[int, int] = {}
+        for label in label_rows:
+            newest[int(label.user_id)] = int(label.id)
+        values = {int(label.id): label.value for label in label_rows}
+        current = {uid: {"value": values[lid]} for uid, lid in newest.items()}
+        labels = []
+        for label in label_rows:
+            item = _row(label._mapping)
+            item.pop("user_id")
+            item["current"] = newest[int(label.user_id)] == int(label.id)
+            labels.append(item)
+        mapping = dict(row._mapping)
+        summary = self._summary(current, user_id)
+        return {
+            "candid": int(mapping["candid"]),
+            "objectId": mapping["objectId"],
+            "pair_id": mapping["pair_id"],
+            "features": {name: clean(mapping[name]) for name in m.FEATURE_COLUMNS},
+            "scores": scores,
+            "labels": labels,
+            "consensus": summary["consensus"],
+            "my_label": summary["my_label"],
+            "other_detections": others,
+        }
+
+    # ------------------------------------------------------------------ objects
+    def object_lightcurve(self, object_id: str, *, version: str | None) -> dict[str, Any] | None:
+        """An object's detections (with the served model's ``rb``) and upper limits.
+
+        Upper limits are the pairs whose footprint holds the object's position but that
+        have no detection of it, at that pair's 5σ limit. A pair's footprint and limit
+        come from its ``meta`` (``footprint``: ``[ra_min, ra_max, dec_min, dec_max]``
+        in degrees, ``diffmaglim``) when present, else from its candidates: their RA/Dec
+        bounding box and median ``diffmaglim``.
+        """
+        with self.engine.connect() as connection:
+            obj = connection.execute(
+                select(OBJECTS.c.id, OBJECTS.c.object_id, OBJECTS.c.ra, OBJECTS.c.dec).where(
+                    OBJECTS.c.object_id == object_id
+                )
+            ).first()
+            if obj is None:
+                return None
+            detections = [
+                _row(r._mapping)
+                for r in connection.execute(
+                    select(
+                        CAND.c.candid,
+                        CAND.c.jd,
+                        CAND.c.fid,
+                        CAND.c.magpsf,
+                        CAND.c.sigmapsf,
+                        CAND.c.isdiffpos,
+                        CAND.c.pair_key,
+                        SCORES.c.score.label("rb"),
+                    )
+                    .select_from(CAND.outerjoin(SCORES, self._score_join(version)))
+                    .where(CAND.c.object_key == obj.id)
+                    .order_by(CAND.c.jd, CAND.c.candid)
+                )
+            ]
+            detected = {d.pop("pair_key") for d in detections}
+            limits = self._upper_limits(connection, float(obj.ra), float(obj.dec), detected)
+        return {
+            "objectId": obj.object_id,
+            "ra": clean(float(obj.ra)),
+            "dec": clean(float(obj.dec)),
+            "detections": detections,
+            "upper_limits": limits,
+        }
+
+    @staticmethod
+    def _upper_limits(connection, ra: float, dec: float, detected: set) -> list[dict[str, Any]]:
+        boxes = (
+            select(
+                CAND.c.pair_key,
+                func.min(CAND.c.ra).label("ra_min"),
+                func.max(CAND.c.ra).label("ra_max"),
+                func.min(CAND.c.dec).label("dec_min"),
+                func.max(CAND.c.dec).label("dec_max"),
+            )
+            .group_by(CAND.c.pair_key)
+            .having(func.min(CAND.c.dec) <= dec, func.max(CAND.c.dec) >= dec)
+        )
+        pairs = {
+            int(r.id): r
+            for r in connection.execute(
+                select(PAIRS.c.id, PAIRS.c.pair_id, PAIRS.c.jd, PAIRS.c.fid, PAIRS.c.meta)
+            )
+        }
+        box = {int(r.pair_key): r for r in connection.execute(boxes)}
+        out = []
+        for key, pair in pairs.items():
+            if key in detected:
+                continue
+            meta = pair.meta if isinstance(pair.meta, dict) else {}
+            footprint = meta.get("footprint")
+            if _valid_box(footprint):
+                ra_min, ra_max, dec_min, dec_max = (float(v) for v in cast(list, footprint))
+            elif key in box:
+                b = box[key]
+                ra_min, ra_max, dec_min, dec_max = b.ra_min, b.ra_max, b.dec_min, b.dec_max
+            else:
+                continue
+            if not (dec_min <= dec <= dec_max and _ra_inside(ra, ra_min, ra_max)):
+                continue
+            limit = meta.get("diffmaglim")
+            if not isinstance(limit, int | float) or not math.isfinite(limit):
+                values = connection.scalars(
+                    select(CAND.c.diffmaglim).where(
+                        CAND.c.pair_key == key, CAND.c.diffmaglim.is_not(None)
+                    )
+                ).all()
+                limit = _median(values)
+            out.append(
+                {
+                    "jd": clean(pair.jd),
+                    "fid": pair.fid,
+                    "diffmaglim": clean(limit),
+                    "pair_id": pair.pair_id,
+                }
+            )
+        out.sort(key=lambda r: (r["jd"] is None, r["jd"] or 0.0, r["pair_id"]))
+        return out
+
+
+def _valid_box(value: Any) -> bool:
+    return (
+        isinstance(value, list | tuple)
+        and len(value) == 4
+        and all(isinstance(v, int | float) and math.isfinite(v) for v in value)
+    )
+
+
+def _ra_inside(ra: float, low: float, high: float) -> bool:
+    if low <= high:
+        return low <= ra <= high
+    return ra >= low or ra <= high  # a footprint across RA = 0
+
+
+def _median(values: Iterable[float]) -> float | None:
+    finite = sorted(float(v) for v in values if v is not None and math.isfinite(float(v)))
+    if not finite:
+        return None
+    mid = len(finite) // 2
+    return finite[mid] if len(finite) % 2 else 0.5 * (finite[mid - 1] + finite[mid])
