@@ -4,6 +4,13 @@ Run: ``python benchmarks/bench_zogy.py [--sizes 2048 4096] [--quick] [--peer-tim
 or ``--artefacts SIZE`` for the estimated-PSF test on pairs with cosmic rays and saturated
 stars only (seeds 201-203).
 
+Side-by-side speed (issue 15): ``--reference-rev REV`` (default: the commit before the
+issue-15 speed work) times ``Zogy()`` of that revision (``git archive REV src`` into a
+temporary folder, imported through PYTHONPATH in a subprocess) and of this tree, in
+alternation on the same seed-5 pair, and prints wall and CPU time (best of
+``--repeats``), the load average, the figure on docs/diffim.md and the ratios.
+``--reference-rev none`` skips it.
+
 Peers (properimage, sfft) are used only when importable: install them in a separate
 virtual environment (never into the project's), e.g.::
 
@@ -25,9 +32,12 @@ a score) the PSF-matched filter of its difference over that filter's robust scat
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 import traceback
@@ -305,6 +315,77 @@ def _timing(size: int, seed: int, timeout: float) -> None:
         print(f"  {size}²: no peer ran; no speed ratio", flush=True)
 
 
+# figures on docs/diffim.md before issue 15 (wall, 2 shared cores)
+DOC_FIGURES = {2048: 2.33, 4096: 3.82}
+REFERENCE_REV = "7a5fd72"
+
+
+def _time_only(size: int, repeats: int) -> None:
+    """Child of the side-by-side timing: JSON with wall and CPU times of ``Zogy()``."""
+    pair = simulate_pair(shape=(size, size), rng=5, n_transients=50, transient_snr=10.0)
+    walls, cpus = [], []
+    for _ in range(repeats):
+        c0, t0 = time.process_time(), time.perf_counter()
+        r = Zogy()(pair.science, pair.reference)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    values = _nearest(r.score_corr, pair.transients)[_nearest(r.mask, pair.transients) == 0]
+    print(json.dumps({"wall": walls, "cpu": cpus, "snr": float(np.median(values))}))
+
+
+def _side_by_side(sizes, rev: str, repeats: int) -> None:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(
+            ["git", "-C", root, "archive", rev, "src"], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        paths = {
+            "this tree": os.path.join(root, "src"),
+            f"reference {rev}": os.path.join(tmp, "src"),
+        }
+        for size in sizes:
+            out = {}
+            for _round in range(2):  # alternate: this, reference, this, reference
+                for label, path in paths.items():
+                    env = dict(os.environ, PYTHONPATH=path)
+                    proc = subprocess.run(
+                        [
+                            sys.executable,
+                            os.path.abspath(__file__),
+                            "--time-only",
+                            str(size),
+                            "--repeats",
+                            str(repeats),
+                        ],
+                        env=env,
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    )
+                    res = json.loads(proc.stdout.strip().splitlines()[-1])
+                    prev = out.get(label)
+                    if prev is None:
+                        out[label] = res
+                    else:
+                        prev["wall"] += res["wall"]
+                        prev["cpu"] += res["cpu"]
+            load = os.getloadavg()
+            ours, ref = out["this tree"], out[f"reference {rev}"]
+            w, c = min(ours["wall"]), min(ours["cpu"])
+            rw, rc = min(ref["wall"]), min(ref["cpu"])
+            print(
+                f"side by side {size}² (best of {len(ours['wall'])}, load average "
+                f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}): this tree {w:.2f} s wall, "
+                f"{c:.2f} s CPU (median S/N {ours['snr']:.2f}); reference {rev} {rw:.2f} s wall, "
+                f"{rc:.2f} s CPU (median S/N {ref['snr']:.2f}); ratio reference/this "
+                f"{rw / w:.2f} wall, {rc / c:.2f} CPU; docs/diffim.md before: "
+                f"{DOC_FIGURES.get(size, float('nan')):.2f} s (ratio "
+                f"{DOC_FIGURES.get(size, float('nan')) / w:.2f})",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096])
@@ -319,7 +400,17 @@ def main() -> None:
     parser.add_argument(
         "--peer-timeout", type=float, default=900.0, help="seconds per method and size"
     )
+    parser.add_argument("--reference-rev", default=REFERENCE_REV, help="git revision or 'none'")
+    parser.add_argument("--repeats", type=int, default=2, help="timings per process")
+    parser.add_argument("--time-only", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--side-by-side-only", action="store_true", help="only the ratios")
     args = parser.parse_args()
+    if args.time_only:
+        _time_only(args.time_only, args.repeats)
+        return
+    if args.side_by_side_only:
+        _side_by_side(args.sizes, args.reference_rev, args.repeats)
+        return
     print(f"CPU cores available: {len(os.sched_getaffinity(0))}", flush=True)
     if args.artefacts:
         _artefacts(args.artefacts, (201, 202, 203))
@@ -333,6 +424,8 @@ def main() -> None:
     for size in args.sizes:
         print(f"timing {size}² (seed 5, 50 transients of S/N 10):", flush=True)
         _timing(size, 5, args.peer_timeout)
+    if args.reference_rev != "none":
+        _side_by_side(args.sizes, args.reference_rev, args.repeats)
 
 
 if __name__ == "__main__":

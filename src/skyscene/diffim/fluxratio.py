@@ -83,9 +83,11 @@ def _static_sources(ref, bad, *, sigma_ref, threshold, max_region, margin, windo
     empty = (labels, np.zeros(0, int), np.zeros((0, 2), int))
     if n_lab == 0 or ny < window or nx < window:
         return empty
-    flat = labels.ravel()
+    # counts and sums over the labelled pixels only (sparse; same order, same sums)
+    inside = np.flatnonzero(labels)
+    flat = labels.ravel()[inside]
     npix = np.bincount(flat, minlength=n_lab + 1)
-    flux = np.bincount(flat, weights=ref.ravel(), minlength=n_lab + 1)
+    flux = np.bincount(flat, weights=ref.ravel()[inside].astype(np.float64), minlength=n_lab + 1)
     rough_snr = flux / (sigma_ref * np.sqrt(np.maximum(npix, 1)))
     rough_snr[0] = -np.inf
     objs = ndimage.find_objects(labels)

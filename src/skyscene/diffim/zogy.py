@@ -723,6 +723,9 @@ def _background(data, bad, config: ZogyConfig, name: str):
 
     if bad.all():
         raise DataError(f"{name}: every pixel is masked or non-finite")
+    if config.dtype == np.float32 and data.dtype == np.float64:
+        # sep works in float32 internally: the same map, with less memory traffic
+        data = data.astype(np.float32)
     bkg = estimate_background(
         data,
         mask=bad,
@@ -1017,7 +1020,7 @@ class Zogy:
             ).background.astype(difference.dtype, copy=False)
         my, mx = ny // b * b, nx // b * b
         binned = difference[:my, :mx].reshape(my // b, b, mx // b, b).mean(axis=(1, 3))
-        bad_b = bad[:my, :mx].reshape(my // b, b, mx // b, b).any(axis=(1, 3))
+        bad_b = bad[:my, :mx].reshape(my // b, b, mx // b, b).any(axis=3).any(axis=1)
         if bad_b.all():
             return np.zeros_like(difference)
         coarse = estimate_background(
