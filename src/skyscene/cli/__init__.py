@@ -38,6 +38,7 @@ _COMMAND_MODULES = (
     "skyscene.cli.db",
     "skyscene.cli.search",
     "skyscene.cli.rb",
+    "skyscene.cli.serve",
 )
 
 
