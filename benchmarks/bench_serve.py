@@ -1,0 +1,269 @@
+"""Load on the review service: 32 concurrent clients for --duration s each on
+GET /api/candidates, GET .../cutouts/difference.png and POST /api/score, against
+``skyscene serve --workers 2`` (a real subprocess on loopback) with SQLite and PostgreSQL.
+
+Goals (issue 14): 0 errors, p99 < 200 ms for the list and the cutouts, >= 1000
+triplets/s through /api/score. Prints requests/s, p50, p99, errors, triplets/s and the
+load average / CPU time (the client runs on the same machine).
+
+    flock /tmp/team/bench.lock .venv/bin/python benchmarks/bench_serve.py --duration 30 \
+        [--postgres URL] [--batch 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import numpy as np
+
+TOKEN = "bench-token-reviewer"
+
+
+def build_db(url: str, *, n_pairs: int = 10, n: int = 100) -> list[int]:
+    from skyscene.review.auth import hash_token
+    from skyscene.store import CandidateStore, PairRecord
+
+    rng = np.random.default_rng(1)
+    y, x = np.mgrid[:63, :63]
+    psf = np.exp(-((x - 31) ** 2 + (y - 31) ** 2) / 8.0)
+    candids: list[int] = []
+    with CandidateStore(url) as store:
+        for k in range(n_pairs):
+            ids = np.arange(10_000 * (k + 1), 10_000 * (k + 1) + n, dtype=np.int64)
+            table = {
+                "candid": ids,
+                "ra": 150 + rng.uniform(0, 1, n),
+                "dec": 2 + rng.uniform(0, 1, n),
+                "isdiffpos": ["t"] * n,
+                "magpsf": rng.uniform(17, 21, n),
+                "sigmapsf": rng.uniform(0.02, 0.2, n),
+                "fwhm": rng.uniform(1.5, 3, n),
+            }
+            stamps = {
+                kind: [
+                    (f * psf + rng.normal(size=(63, 63))).astype(np.float32)
+                    for f in rng.uniform(5, 100, n)
+                ]
+                for kind in ("science", "reference", "difference")
+            }
+            pair = PairRecord(
+                pair_id=f"b{k}",
+                science=f"/b/{k}.fits",
+                reference="/b/r.fits",
+                jd=2461100.5 + k,
+                fid=2,
+            )
+            store.ingest_pair(pair, table, stamps)
+            candids += ids.tolist()
+        from skyscene.classify.io import load_model
+
+        version = load_model().model_version_
+        scores = rng.uniform(0, 1, len(candids))
+        store.add_scores(
+            candids,
+            scores,
+            model_name="skyscene-rb-vgg6",
+            model_version=version,
+            priorities=1 - 2 * np.abs(scores - 0.5),
+        )
+        store.add_user("bench", role="reviewer", token_hash=hash_token(TOKEN))
+    return candids
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _phase(base, name, make_request, clients: int, duration: float):
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    units = 0
+    stop = time.perf_counter() + duration
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(
+        base_url=base, timeout=60, limits=limits, headers={"Authorization": f"Bearer {TOKEN}"}
+    ) as client:
+
+        async def worker(k: int):
+            nonlocal errors, units
+            i = k
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter()
+                try:
+                    r, n = await make_request(client, i)
+                    ok = r.status_code in (200, 201)
+                except Exception:
+                    ok, n = False, 0
+                latencies.append(time.perf_counter() - t0)
+                if ok:
+                    units += n
+                else:
+                    errors += 1
+                i += clients
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(k) for k in range(clients)))
+        elapsed = time.perf_counter() - t0
+    lat = np.array(latencies) * 1000
+    return {
+        "name": name,
+        "requests": lat.size,
+        "rps": lat.size / elapsed,
+        "p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
+        "p99_ms": float(np.percentile(lat, 99)) if lat.size else float("nan"),
+        "errors": errors,
+        "units_per_s": units / elapsed,
+    }
+
+
+def run_backend(label: str, url: str, args) -> list[dict]:
+    candids = build_db(url)
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "skyscene.cli",
+            "-q",
+            "serve",
+            "--db",
+            url,
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        import httpx
+
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{label}: server did not start")
+            time.sleep(0.5)
+        rng = np.random.default_rng(2)
+        batch = rng.normal(size=(args.batch, 3, 63, 63)).astype(np.float32)
+        buffer = io.BytesIO()
+        np.save(buffer, batch)
+        npy = buffer.getvalue()
+
+        async def list_page(client, i):
+            r = await client.get("/api/candidates", params={"limit": 50, "offset": (i % 20) * 50})
+            return r, 1
+
+        async def cutout(client, i):
+            candid = candids[i % len(candids)]
+            stretch = ("zscale", "asinh", "linear")[(i // len(candids)) % 3]
+            r = await client.get(
+                f"/api/candidates/{candid}/cutouts/difference.png", params={"stretch": stretch}
+            )
+            return r, 1
+
+        async def score(client, i):
+            r = await client.post("/api/score", files={"file": ("b.npy", npy)})
+            return r, args.batch
+
+        # warm-up: both workers load the model
+        async def warm():
+            async with httpx.AsyncClient(
+                base_url=base, timeout=120, headers={"Authorization": f"Bearer {TOKEN}"}
+            ) as c:
+                await asyncio.gather(
+                    *(c.post("/api/score", files={"file": ("b.npy", npy)}) for _ in range(4))
+                )
+
+        asyncio.run(warm())
+        out = []
+        for name, func, clients in (
+            ("list", list_page, args.clients),
+            ("cutouts", cutout, args.clients),
+            ("score", score, args.score_clients),
+        ):
+            cpu0 = os.times()
+            res = asyncio.run(_phase(base, name, func, clients, args.duration))
+            cpu1 = os.times()
+            res["client_cpu_s"] = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+            res["load"] = os.getloadavg()
+            res["backend"] = label
+            out.append(res)
+            print(_line(res), flush=True)
+        return out
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _line(r: dict) -> str:
+    goal = {"list": "p99<200ms", "cutouts": "p99<200ms", "score": ">=1000 triplets/s"}[r["name"]]
+    extra = f" triplets/s {r['units_per_s']:.0f}" if r["name"] == "score" else ""
+    return (
+        f"{r['backend']:10s} {r['name']:8s} {r['requests']:6d} req {r['rps']:8.1f} req/s "
+        f"p50 {r['p50_ms']:7.1f} ms p99 {r['p99_ms']:7.1f} ms errors {r['errors']}{extra} "
+        f"(goal {goal}, 0 errors) | load {r['load'][0]:.2f} {r['load'][1]:.2f} "
+        f"client CPU {r['client_cpu_s']:.1f} s"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per endpoint")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--score-clients", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=256, help="triplets per /api/score")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("SKYSCENE_TEST_POSTGRES_URL"),
+        help="a PostgreSQL URL whose user may create databases",
+    )
+    parser.add_argument("--no-sqlite", action="store_true")
+    args = parser.parse_args()
+    print(
+        f"bench_serve: {args.clients} clients, {args.duration:.0f} s per endpoint, "
+        f"--workers {args.workers}, score batch {args.batch}, {os.cpu_count()} CPUs, "
+        f"load {os.getloadavg()}"
+    )
+    if not args.no_sqlite:
+        with tempfile.TemporaryDirectory() as folder:
+            run_backend("sqlite", f"sqlite:///{folder}/bench.db", args)
+    if args.postgres:
+        from sqlalchemy import create_engine
+        from sqlalchemy.engine import make_url
+
+        admin = create_engine(args.postgres, isolation_level="AUTOCOMMIT")
+        name = f"skyscene_bench_{uuid.uuid4().hex[:8]}"
+        with admin.connect() as c:
+            c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            url = make_url(args.postgres).set(database=name).render_as_string(hide_password=False)
+            run_backend("postgresql", url, args)
+        finally:
+            with admin.connect() as c:
+                c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
