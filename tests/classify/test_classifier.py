@@ -190,3 +190,45 @@ def test_checkpoint_refusals(fitted, tmp_path):
     (tmp_path / "empty.pt").write_bytes(b"")
     with pytest.raises(InputFileError, match=r"empty\.pt: empty file"):
         load_model(tmp_path / "empty.pt")
+
+
+def test_compact_downsamples_early_and_scores_fast_path_like_numpy():
+    import torch
+
+    from skyscene.classify.models import normalise_tensor
+
+    model = build_model("compact", size=63).eval()
+    convs = [m for m in model.features if m.__class__.__name__ == "Conv2d"]
+    assert [c.stride for c in convs] == [(2, 2), (2, 2), (2, 2), (1, 1)]
+    x = np.random.default_rng(3).normal(size=(5, 3, 63, 63)).astype(np.float32) * 50
+    x[1, 2, :4] = np.nan
+    x[3, 0] = 0.0  # a zero cutout stays zero
+    ref = normalise_triplets(x)
+    got, n_nan = normalise_tensor(torch.from_numpy(x))
+    assert n_nan.tolist() == ref.n_nan.tolist() == [0, 252, 0, 0, 0]
+    np.testing.assert_allclose(got.numpy(), ref.data, rtol=0, atol=1e-6)
+    with torch.inference_mode():
+        assert model(got).shape == (5,)
+
+
+def test_score_fast_path_errors_and_agrees():
+    clf = RealBogusClassifier(arch="compact", epochs=1, seed=0, n_threads=1, calibrate=False)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3, 63, 63)).astype(np.float32)
+    y = (np.arange(64) % 2).astype(np.int64)
+    x[y == 1, 2, 29:34, 29:34] += 5
+    clf.fit(x, y, groups=np.arange(64) // 4)
+    res = clf.score(x, batch_size=10)
+    import torch
+
+    with torch.inference_mode():
+        ref = clf.model_(torch.from_numpy(normalise_triplets(x).data)).numpy()
+    np.testing.assert_allclose(np.log(res.rb / (1 - res.rb)), ref, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(clf.decision_function(x), ref, rtol=0, atol=1e-4)
+    x[7] = np.nan
+    with pytest.raises(
+        DataError, match=r"f\.npz: 1 triplet\(s\) are NaN in every pixel \(index 7\)"
+    ):
+        clf.score(x, source="f.npz")
+    with pytest.raises(DataError, match=r"f\.npz: cutouts are 31x31"):
+        clf.score(x[:, :, :31, :31], source="f.npz")

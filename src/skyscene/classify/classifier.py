@@ -51,7 +51,7 @@ class TrainConfig:
 
     Parameters
     ----------
-    arch : {"vgg6", "resnet"}
+    arch : {"vgg6", "resnet", "compact"}
         Network (:func:`skyscene.classify.models.build_model`).
     size : int
         Cutout side (odd), pixels.
@@ -427,26 +427,71 @@ class RealBogusClassifier(EstimatorParams):
 
         NaN pixels are set to 0 and counted (``ScoreResult.n_nan``); a triplet that is
         NaN everywhere, or of the wrong size, is a :class:`DataError` naming ``source``.
+        The braai normalisation runs batch by batch in torch (the same figures as
+        :func:`~skyscene.classify.models.normalise_triplets` to float32 rounding).
 
         (Not scikit-learn's ``score``, which would be an accuracy; use
         :meth:`predict_proba` in scikit-learn pipelines.)
         """
         self._check_fitted()
         check_int("batch_size", batch_size, low=1)
-        norm = normalise_triplets(X, size=self.size, source=source)
-        logits = self._logits(self.model_, norm.data, batch_size)
+        logits, n_nan = self._stream_logits(X, batch_size, source)
         return ScoreResult(
             rb=sigmoid(logits / self.temperature_),
-            n_nan=norm.n_nan,
+            n_nan=n_nan,
             model_name=self.model_name_,
             model_version=self.model_version_,
+        )
+
+    def _stream_logits(self, X, batch_size: int, source: str) -> tuple[np.ndarray, np.ndarray]:
+        """Normalise and score ``X`` batch by batch (the fast scoring path)."""
+        from skyscene.classify._torch import torch
+        from skyscene.classify.models import normalise_tensor
+
+        t = torch()
+        x = np.asarray(X)
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[2] != x.shape[3]:
+            raise DataError(f"{source}: triplets have shape {x.shape}; expected (N, 3, size, size)")
+        if x.shape[2] != self.size:
+            raise DataError(
+                f"{source}: cutouts are {x.shape[2]}x{x.shape[3]}; "
+                f"the model takes {self.size}x{self.size}"
+            )
+        model = self.model_
+        was_training = model.training
+        model.eval()
+        logits, counts, all_nan = [], [], []
+        try:
+            with t.inference_mode():
+                for start in range(0, x.shape[0], batch_size):
+                    xb = t.from_numpy(
+                        np.ascontiguousarray(x[start : start + batch_size], dtype=np.float32)
+                    )
+                    xb, n_nan = normalise_tensor(xb)
+                    counts.append(n_nan.numpy())
+                    all_nan.append((n_nan == xb[0].numel()).numpy())
+                    xb = xb.contiguous(memory_format=t.channels_last)
+                    logits.append(model(xb).numpy())
+        finally:
+            model.train(was_training)
+        bad = np.flatnonzero(np.concatenate(all_nan)) if all_nan else np.zeros(0, int)
+        if bad.size:
+            shown = ", ".join(str(i) for i in bad[:5]) + (" ..." if bad.size > 5 else "")
+            raise DataError(
+                f"{source}: {bad.size} triplet(s) are NaN in every pixel (index {shown}); "
+                "nothing to score"
+            )
+        if not logits:
+            raise DataError(f"{source}: no triplets (0 cutouts)")
+        return (
+            np.concatenate(logits).astype(np.float64),
+            np.concatenate(counts).astype(np.int64),
         )
 
     def decision_function(self, X) -> np.ndarray:
         """Calibrated logits ``logit / temperature_`` (N,)."""
         self._check_fitted()
-        norm = normalise_triplets(X, size=self.size)
-        return self._logits(self.model_, norm.data, 1024) / self.temperature_
+        return self._stream_logits(X, 1024, "input")[0] / self.temperature_
 
     def predict_proba(self, X) -> np.ndarray:
         """``(N, 2)``: probabilities of bogus and real."""
