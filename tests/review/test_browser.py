@@ -138,6 +138,8 @@ def test_label_by_keyboard_undo_rows_latency_and_screenshot(server, database, tm
             page = browser.new_page(viewport={"width": 1440, "height": 960})
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
+            requested: list[str] = []
+            page.on("request", lambda request: requested.append(request.url))
             page.goto(url + "/")
             # a wrong token is refused on the login form
             page.fill("#token", "not-a-token")
@@ -202,6 +204,12 @@ def test_label_by_keyboard_undo_rows_latency_and_screenshot(server, database, tm
             assert page.get_attribute("#lightcurve", "data-detections") == "3"
             assert _labels(database) == after
             assert not errors, errors
+            # nothing but the service itself was asked for (no CDN, no network assets;
+            # blob: URLs are the page's own decoded stamps)
+            local = (url + "/", "blob:" + url + "/")
+            outside = {u for u in requested if not u.startswith(local)}
+            assert requested and not outside, outside
+            assert any("/cutouts/difference.png?stretch=zscale" in u for u in requested)
 
             shot = tmp_path / "review_page.png"
             page.screenshot(path=str(shot), full_page=True)
