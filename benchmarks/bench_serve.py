@@ -91,6 +91,7 @@ async def _phase(base, name, make_request, clients: int, duration: float):
     latencies: list[float] = []
     errors = 0
     units = 0
+    reasons: dict[str, int] = {}
     stop = time.perf_counter() + duration
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(
@@ -105,13 +106,15 @@ async def _phase(base, name, make_request, clients: int, duration: float):
                 try:
                     r, n = await make_request(client, i)
                     ok = r.status_code in (200, 201)
-                except Exception:
-                    ok, n = False, 0
+                    why = str(r.status_code)
+                except Exception as exc:  # timeouts, refused connections: counted, named
+                    ok, n, why = False, 0, type(exc).__name__
                 latencies.append(time.perf_counter() - t0)
                 if ok:
                     units += n
                 else:
                     errors += 1
+                    reasons[why] = reasons.get(why, 0) + 1
                 i += clients
 
         t0 = time.perf_counter()
@@ -126,6 +129,7 @@ async def _phase(base, name, make_request, clients: int, duration: float):
         "p99_ms": float(np.percentile(lat, 99)) if lat.size else float("nan"),
         "errors": errors,
         "units_per_s": units / elapsed,
+        "error_reasons": reasons,
     }
 
 
@@ -220,7 +224,7 @@ def _line(r: dict) -> str:
     extra = f" triplets/s {r['units_per_s']:.0f}" if r["name"] == "score" else ""
     return (
         f"{r['backend']:10s} {r['name']:8s} {r['requests']:6d} req {r['rps']:8.1f} req/s "
-        f"p50 {r['p50_ms']:7.1f} ms p99 {r['p99_ms']:7.1f} ms errors {r['errors']}{extra} "
+        f"p50 {r['p50_ms']:7.1f} ms p99 {r['p99_ms']:7.1f} ms errors {r['errors']} {r['error_reasons'] or ''}{extra} "
         f"(goal {goal}, 0 errors) | load {r['load'][0]:.2f} {r['load'][1]:.2f} "
         f"client CPU {r['client_cpu_s']:.1f} s"
     )
