@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+DOC_FRAMES_PER_S = 12.4  # docs/reduce.md, before issue 15
 
 
 def main() -> None:
@@ -60,7 +63,10 @@ def main() -> None:
         total = time.perf_counter() - t0
         print(
             f"full reduction ({args.scheduler}): {total:.1f} s = catalogs+alignment {t_cat:.1f} s "
-            f"+ photometry+outputs {t_phot:.1f} s -> {n_frames / total:.1f} frames/s"
+            f"+ photometry+outputs {t_phot:.1f} s -> {n_frames / total:.1f} frames/s; "
+            f"load average {os.getloadavg()[0]:.2f}; docs/reduce.md before issue 15: "
+            f"{DOC_FRAMES_PER_S} frames/s (3 x 100 frames of 512², processes) -> ratio "
+            f"{n_frames / total / DOC_FRAMES_PER_S:.2f} (goal of issue 15: >= 50 frames/s)"
         )
 
         # Forced aperture photometry on the same frames and positions, in memory.

@@ -35,6 +35,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 
+DOC_MS_PER_DETECTION = 92.8  # docs/smp.md, default fit, before issue 15
 REFERENCE_SECONDS = 60.0  # published SMP implementation, 11 exposures, 20 × 20 grid
 
 
@@ -317,6 +318,10 @@ def speed(repeats: int = 20) -> None:
             f"reference: {REFERENCE_SECONDS / med(c):.0f}× (CPU), {REFERENCE_SECONDS / med(w):.0f}× "
             "(wall)   [acceptance ≤ 100 ms, ≥ 600×]"
         )
+    print(
+        f"  docs/smp.md before issue 15: {DOC_MS_PER_DETECTION} ms CPU per detection -> ratio "
+        f"{DOC_MS_PER_DETECTION / (1000 * med(cpu)):.2f} (goal of issue 15: <= 50 ms)"
+    )
     print(
         f"  fit_binary (single with offset + binary, 8 starts, 3 polished, shot-noise pass): "
         f"median CPU {med(bcpu):.2f} s, wall {med(bwall):.2f} s   [acceptance ≤ 2 s]"
