@@ -341,8 +341,26 @@ def test_score_json_npy_and_npz_agree_with_the_classifier(read_client, shipped):
         {"files": {"file": ("t.npy", b"not numpy")}},
         {"files": {"other": ("t.npy", b"x")}},
         {"content": b"raw", "headers": {"Content-Type": "text/plain"}},
+        {
+            "content": b'{"science": [[[NaN]]], "reference": [[[1]]], "difference": [[[1]]]}',
+            "headers": {"Content-Type": "application/json"},
+        },
+        {"json": {"science": [[[1e39]]], "reference": [[[1.0]]], "difference": [[[1.0]]]}},
+        {"json": {"science": [[[True]]], "reference": [[[1.0]]], "difference": [[[1.0]]]}},
     ],
-    ids=["missing", "strings", "ragged", "wrong-size", "empty", "bad-npy", "no-file", "text"],
+    ids=[
+        "missing",
+        "strings",
+        "ragged",
+        "wrong-size",
+        "empty",
+        "bad-npy",
+        "no-file",
+        "text",
+        "nan-literal",
+        "float32-overflow",
+        "booleans",
+    ],
 )
 def test_bad_score_bodies_are_4xx_json(read_client, payload):
     headers = {**auth("alice"), **payload.pop("headers", {})}

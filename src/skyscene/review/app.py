@@ -25,13 +25,12 @@ from typing import Annotated, Any, Literal
 from skyscene.errors import MissingDependencyError
 
 try:
-    from fastapi import Depends, FastAPI, HTTPException, Query, Request
+    from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
     from fastapi import Path as PathParam
-    from fastapi.exceptions import RequestValidationError
+    from fastapi.concurrency import run_in_threadpool
     from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
     from fastapi.staticfiles import StaticFiles
-    from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator
 except ImportError as _exc:  # pragma: no cover - depends on the installation
     raise MissingDependencyError(
         f"the review service needs FastAPI ({_exc}): pip install 'skyscene[serve]'"
@@ -64,33 +63,15 @@ class CutoutKind(StrEnum):
     difference = "difference"
 
 
-class LabelIn(BaseModel):
-    """A label: ``real``, ``bogus`` or ``unsure``, with an optional comment."""
-
-    value: Literal["real", "bogus", "unsure"]
-    comment: str | None = Field(default=None, max_length=2000)
-
-    @field_validator("comment")
-    @classmethod
-    def _no_nul(cls, value: str | None) -> str | None:
-        if value is not None and "\x00" in value:
-            raise ValueError("comment must not contain NUL characters")
-        return value
-
-
-_Finite = Annotated[float, Field(allow_inf_nan=False)]
-_Stamps = list[list[list[_Finite]]]
-
-
-class ScoreIn(BaseModel):
-    """Triplets as JSON: three (N, size, size) arrays of finite numbers."""
-
-    science: _Stamps
-    reference: _Stamps
-    difference: _Stamps
-
-
-_SCORE_ADAPTER = TypeAdapter(ScoreIn)
+_STAMPS_SCHEMA = {
+    "type": "array",
+    "items": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+}
+_SCORE_JSON_SCHEMA = {
+    "type": "object",
+    "required": ["science", "reference", "difference"],
+    "properties": {k: _STAMPS_SCHEMA for k in ("science", "reference", "difference")},
+}
 
 
 # ---------------------------------------------------------------------------- the model
@@ -398,12 +379,13 @@ def create_app(config: ReviewConfig) -> FastAPI:
     @app.post("/api/candidates/{candid}/labels", tags=["labels"], status_code=201)
     def add_label(
         candid: Candid,
-        label: LabelIn,
         user: Annotated[UserRecord, Depends(reviewer)],
+        value: Annotated[Literal["real", "bogus", "unsure"], Body()],
+        comment: Annotated[str | None, Body(max_length=2000, pattern=_NO_NUL)] = None,
     ) -> JSONResponse:
         """Label a candidate as the token's user (role reviewer). A user's newer label
         supersedes their older one; every user's labels are kept."""
-        row = queries.add_label(candid, user, label.value, label.comment)
+        row = queries.add_label(candid, user, value, comment)
         if row is None:
             raise _Error(404, f"unknown candid {candid}")
         return _json(row, 201)
@@ -454,7 +436,7 @@ def create_app(config: ReviewConfig) -> FastAPI:
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": ScoreIn.model_json_schema()},
+                "application/json": {"schema": _SCORE_JSON_SCHEMA},
                 "multipart/form-data": {
                     "schema": {
                         "type": "object",
@@ -472,8 +454,6 @@ def create_app(config: ReviewConfig) -> FastAPI:
         ``reference``, ``difference`` (N, size, size) lists, or a multipart ``file`` of
         ``.npy`` (N, 3, size, size) or ``.npz`` (the three arrays). At most ``max_batch``
         triplets (more: 413)."""
-        from starlette.concurrency import run_in_threadpool
-
         triplets = await _read_triplets(request, config.max_batch)
         version, rb = await run_in_threadpool(model.score, triplets)
         if not np.isfinite(rb).all():
@@ -580,12 +560,7 @@ async def _read_triplets(request: Request, max_batch: int) -> np.ndarray:
         data = await upload.read()
         triplets = _load_npy(data)
     elif content_type in ("application/json", "") or content_type.endswith("+json"):
-        body = await request.body()
-        try:
-            parsed = _SCORE_ADAPTER.validate_json(body)
-        except ValidationError as exc:
-            raise RequestValidationError(exc.errors(include_url=False)) from None
-        triplets = _stack(parsed.science, parsed.reference, parsed.difference)
+        triplets = _parse_json_triplets(await request.body())
     else:
         raise _Error(415, f"unsupported content type {content_type!r} (JSON or multipart)")
     if triplets.shape[0] > max_batch:
@@ -595,9 +570,37 @@ async def _read_triplets(request: Request, max_batch: int) -> np.ndarray:
     return triplets
 
 
+def _no_constant(name: str) -> float:
+    raise _Error(422, f"triplets must be finite numbers, got {name}")
+
+
+def _parse_json_triplets(body: bytes) -> np.ndarray:
+    """Strict: a JSON object of three (N, n, n) lists of numbers (no NaN, no strings)."""
+    import json
+
+    try:
+        parsed = json.loads(body, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise _Error(422, f"body is not JSON ({exc})") from None
+    names = ("science", "reference", "difference")
+    if not isinstance(parsed, dict) or any(k not in parsed for k in names):
+        raise _Error(422, "JSON body needs the arrays 'science', 'reference', 'difference'")
+    arrays = []
+    for name in names:
+        try:
+            array = np.asarray(parsed[name])
+        except (ValueError, TypeError):
+            raise _Error(422, f"{name} is not an (N, n, n) array (ragged lists?)") from None
+        if array.dtype.kind not in "fiu" or (array.size and array.ndim != 3):
+            raise _Error(422, f"{name} must be an (N, n, n) array of numbers")
+        arrays.append(array)
+    return _check_numeric(_stack(*arrays))
+
+
 def _stack(*stamps: Any) -> np.ndarray:
     try:
-        arrays = [np.asarray(s, dtype=np.float32) for s in stamps]
+        with np.errstate(over="ignore"):  # beyond float32: infinite, refused later
+            arrays = [np.asarray(s, dtype=np.float32) for s in stamps]
     except ValueError:
         raise _Error(422, "science, reference, difference must be (N, n, n) arrays") from None
     shapes = {a.shape for a in arrays}
@@ -634,7 +637,8 @@ def _load_npy(data: bytes) -> np.ndarray:
 def _check_numeric(array: np.ndarray) -> np.ndarray:
     if array.dtype.kind not in "fiu":
         raise _Error(422, f"triplets must be numbers, got dtype {array.dtype}")
-    array = np.asarray(array, dtype=np.float32)
+    with np.errstate(over="ignore"):  # beyond float32: infinite, refused below
+        array = np.asarray(array, dtype=np.float32)
     if np.isinf(array).any():
         raise _Error(422, "triplets hold infinite values")
     return array
