@@ -15,8 +15,8 @@ Steps (every seed fixed; docs/classify.md "The shipped model" lists the figures)
    kept whole (``rb_heldout_raw.h5``) and capped like the training set
    (``rb_heldout.h5``); and the independent cross-check set
    ``simulate_crosscheck_triplets(10000, rng=13)`` (``rb_crosscheck.h5``).
-3. ``train``: ``skyscene rb train rb_train.h5 --out src/skyscene/classify/data/rb_vgg6_v1.pt
-   --arch vgg6 --epochs 15 --patience 4 --seed 0 --threads 1``.
+3. ``train``: ``skyscene rb train rb_train.h5 --out src/skyscene/classify/data/rb_compact_v1.pt
+   --arch compact --epochs 15 --patience 4 --seed 0 --threads 2``.
 4. ``evaluate``: ``skyscene rb evaluate`` on the three test sets, and ``skyscene rb score``
    on the six real ZTF alerts (skyscene's rb beside ZTF's rb and drb).
 """
@@ -32,7 +32,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = ROOT / "src" / "skyscene" / "classify" / "data" / "rb_vgg6_v1.pt"
+MODEL = ROOT / "src" / "skyscene" / "classify" / "data" / "rb_compact_v1.pt"
+#: The shipped default: the fast network (docs/classify.md "Speed").
+ARCH = "compact"
 ZTF = ROOT.parent / "shared" / "data" / "ztf_alerts"
 SKYSCENE = [sys.executable, "-m", "skyscene.cli"]
 
@@ -48,7 +50,7 @@ HELDOUT_CONDITIONS = {
     "science_sky": (3000.0, 6000.0),
     "flux_ratio": (0.35, 0.5),
 }
-EPOCHS, PATIENCE, TRAIN_SEED, THREADS = 15, 4, 0, 1
+EPOCHS, PATIENCE, TRAIN_SEED, THREADS = 15, 4, 0, 2
 CROSSCHECK_N, CROSSCHECK_SEED = 10000, 13
 
 
@@ -145,20 +147,20 @@ def step_heldout(work: Path) -> None:
         print(f"{xc}: {CROSSCHECK_N} cross-check triplets (rng={CROSSCHECK_SEED})")
 
 
-def step_train(work: Path) -> None:
-    MODEL.parent.mkdir(parents=True, exist_ok=True)
-    _run("rb", "train", str(work / "rb_train.h5"), "--out", str(MODEL), "--arch", "vgg6",
+def step_train(work: Path, model: Path = MODEL) -> None:
+    model.parent.mkdir(parents=True, exist_ok=True)
+    _run("rb", "train", str(work / "rb_train.h5"), "--out", str(model), "--arch", ARCH,
          "--epochs", str(EPOCHS), "--patience", str(PATIENCE), "--seed", str(TRAIN_SEED),
          "--threads", str(THREADS))  # fmt: skip
 
 
-def step_evaluate(work: Path) -> None:
+def step_evaluate(work: Path, model: Path = MODEL) -> None:
     for name in ("rb_heldout_raw", "rb_heldout", "rb_crosscheck"):
-        _run("rb", "evaluate", str(work / f"{name}.h5"), "--model", str(MODEL),
+        _run("rb", "evaluate", str(work / f"{name}.h5"), "--model", str(model),
              "--out", str(work / f"{name}_report.json"))  # fmt: skip
     if ZTF.is_dir():
         out = work / "ztf_scores.csv"
-        _run("rb", "score", str(ZTF), "--model", str(MODEL), "--out", str(out))
+        _run("rb", "score", str(ZTF), "--model", str(model), "--out", str(out))
         print(out.read_text())
 
 
@@ -166,13 +168,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("step", choices=("all", "data", "heldout", "train", "evaluate"))
     ap.add_argument("--work", type=Path, default=Path("rb_work"), help="data and reports")
+    ap.add_argument("--model", type=Path, default=MODEL, help="checkpoint trained/evaluated")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     steps = {"data": step_data, "heldout": step_heldout, "train": step_train,
              "evaluate": step_evaluate}  # fmt: skip
     for name, step in steps.items():
         if args.step in ("all", name):
-            step(args.work)
+            if name in ("train", "evaluate"):
+                step(args.work, args.model)
+            else:
+                step(args.work)
 
 
 if __name__ == "__main__":
