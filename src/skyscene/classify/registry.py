@@ -38,7 +38,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_MODELS = m.Model.__table__
+_MODELS: Any = m.Model.__table__
 _COLUMNS = tuple(c.name for c in _MODELS.columns if c.name != "checkpoint")
 
 
@@ -195,13 +195,13 @@ def register_model(
     classifier, data = _read_checkpoint(path)
     name, version = classifier.model_name_, classifier.model_version_
     merged = jsonable_meta({**getattr(classifier, "metrics_", {}), **(metrics or {})})
-    reference = None
+    reference: list[float] | None = None
     if reference_scores is not None:
-        reference = np.asarray(reference_scores, dtype=np.float64).ravel()
-        if not np.isfinite(reference).all():
+        values = np.asarray(reference_scores, dtype=np.float64).ravel()
+        if not np.isfinite(values).all():
             raise DataError(f"model file {path}: reference scores contain NaN or infinity")
-        reference = reference.tolist()
-    given = {
+        reference = values.tolist()
+    given: dict[str, Any] = {
         "trained_by": trained_by,
         "parent_version": parent_version,
         "reference_scores": reference,
@@ -226,7 +226,7 @@ def register_model(
             )
             log.info("registered %s %s from %s", name, version, path)
         else:
-            changes = {k: v for k, v in given.items() if v is not None}
+            changes: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
             if metrics:
                 changes["metrics"] = merged
             if changes:
