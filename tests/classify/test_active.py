@@ -1,0 +1,61 @@
+"""Active-learning priority, scores with their flip/rotation spread, selection."""
+
+import numpy as np
+import pytest
+
+from skyscene.classify.active import (
+    ActiveConfig,
+    priority,
+    score_with_spread,
+    select_candidates,
+)
+from skyscene.errors import DataError, ParameterError
+
+
+def test_priority_peaks_at_threshold_and_grows_with_spread():
+    rb = np.array([0.2, 0.05, 0.6, 0.999, 0.2])
+    spread = np.array([0.0, 0.0, 0.0, 0.0, 0.2])
+    p = priority(rb, spread, 0.2)
+    assert p[0] == pytest.approx(0.5)  # at the threshold: uncertainty 1, weight 0.5
+    assert p[4] == pytest.approx(0.5 + 0.5 * 0.2 / 0.25)
+    assert p[0] > p[2] > p[3] and p[0] > p[1]
+    assert np.all((p >= 0) & (p <= 1))
+    only_u = priority(rb, None, 0.2, config=ActiveConfig(spread_weight=0.0))
+    assert only_u[0] == pytest.approx(1.0)
+    with pytest.raises(DataError, match="spread values"):
+        priority(rb, spread[:2], 0.2)
+    with pytest.raises(ParameterError, match="threshold"):
+        priority(rb, spread, 1.5)
+    with pytest.raises(ParameterError, match="spread_weight"):
+        ActiveConfig(spread_weight=2)
+
+
+def test_selection_priority_random_exclude():
+    rng = np.random.default_rng(0)
+    rb = rng.uniform(0, 1, 100)
+    spread = rng.uniform(0, 0.1, 100)
+    p = priority(rb, spread, 0.5)
+    sel = select_candidates(rb, spread, 0.5, 10)
+    np.testing.assert_array_equal(sel.index, np.argsort(-p, kind="stable")[:10])
+    excl = select_candidates(rb, spread, 0.5, 10, exclude=sel.index[:3])
+    assert not set(sel.index[:3]) & set(excl.index)
+    rand = select_candidates(rb, spread, 0.5, 10, method="random", rng=1)
+    assert len(set(rand.index)) == 10
+    assert rand.priority.mean() < sel.priority.mean()
+    assert len(select_candidates(rb, spread, 0.5, 500).index) == 100
+    assert len(sel.to_table()) == 10
+
+
+def test_score_with_spread_matches_score(fitted, toy):
+    x, _, _ = toy
+    res = score_with_spread(fitted, x[:20], batch_size=7)
+    np.testing.assert_allclose(res.rb, fitted.score(x[:20]).rb, atol=1e-5)
+    rb, spread = res
+    assert spread.shape == (20,) and np.all(spread >= 0)
+    np.testing.assert_allclose(res.members.std(0), spread)
+    # a triplet symmetric under D4 has no spread
+    sym = np.zeros((1, 3, 31, 31), np.float32)
+    yy, xx = np.mgrid[:31, :31]
+    sym[0] = np.exp(-((xx - 15) ** 2 + (yy - 15) ** 2) / 8.0)
+    assert score_with_spread(fitted, sym).spread[0] < 1e-6
+    assert len(res.to_table()) == 20
