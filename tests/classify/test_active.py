@@ -51,6 +51,7 @@ def test_score_with_spread_matches_score(fitted, toy):
     res = score_with_spread(fitted, x[:20], batch_size=7)
     np.testing.assert_allclose(res.rb, fitted.score(x[:20]).rb, atol=1e-5)
     rb, spread = res
+    assert rb is res.rb
     assert spread.shape == (20,) and np.all(spread >= 0)
     np.testing.assert_allclose(res.members.std(0), spread)
     # a triplet symmetric under D4 has no spread

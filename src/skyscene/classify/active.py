@@ -65,7 +65,7 @@ class ActiveConfig:
         return dataclasses.asdict(self)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def _logit(p: Any) -> np.ndarray:
     p = np.clip(p, 1e-12, 1 - 1e-12)
     return np.log(p) - np.log1p(-p)
 
