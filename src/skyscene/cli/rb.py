@@ -298,6 +298,10 @@ def register(commands, simulate) -> None:
     sc.add_argument("--batch-size", type=int, default=1024)
     sc.set_defaults(func=_score)
 
+    from skyscene.cli.rb_loop import register_loop  # retrain, promote, rescore, drift
+
+    register_loop(sub)
+
     def _help(args) -> int:
         p.print_help()
         return 2
