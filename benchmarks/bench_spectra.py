@@ -366,12 +366,19 @@ def bench_independent(n_clean, n_noisy):
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "spectra"))
+    import independent_grid2
     from independent_grid import PlanckBandModel, build_grid, simulate
 
     setups = [
         ("lines sigma 2-4 km/s, grid step 1.5 km/s", 1.0, 1.5),
         ("lines sigma 2-4 km/s, grid step 3.7 km/s", 1.0, 3.7),
         ("lines sigma 0.7-1.4 km/s, grid step 3.7 km/s", 0.35, 3.7),
+        (
+            "second grid (Saha-Boltzmann pseudo-Voigt lines, TiO-like band; 7 x 3 x 3 nodes, "
+            "500 K, 1 dex, 0.5 dex; lines sigma 3-5 km/s, step 2 km/s)",
+            None,
+            2.0,
+        ),
     ]
     names = ("T1", "logg", "FeH", "T2", "c", "vsini", "rv")
     print(
@@ -380,11 +387,15 @@ def bench_independent(n_clean, n_noisy):
         "by FeH)"
     )
     for label, line_scale, dv in setups:
-        model = PlanckBandModel()
-        model.line_sigma_kms = model.line_sigma_kms * line_scale
-        grid = build_grid(model, dv=dv)
+        if line_scale is None:
+            model = independent_grid2.SahaVoigtModel()
+            grid = independent_grid2.build_grid(model, dv=dv)
+        else:
+            model = PlanckBandModel()
+            model.line_sigma_kms = model.line_sigma_kms * line_scale
+            grid = build_grid(model, dv=dv)
         print(f"  {label}: {grid!r}")
-        for noisy, n in ((False, n_clean), (True, n_noisy if dv == 1.5 else 0)):
+        for noisy, n in ((False, n_clean), (True, n_noisy if dv in (1.5, 2.0) else 0)):
             pulls, dchi2 = [], []
             for i in range(n):
                 t1, t2, c = _independent_truth(i)
@@ -413,7 +424,8 @@ def bench_independent(n_clean, n_noisy):
             print(
                 f"    {kind}: "
                 + ";  ".join(
-                    f"{names[j]} mean {p[:, j].mean():+.2f} std {p[:, j].std():.2f}"
+                    f"{names[j]} mean {p[:, j].mean():+.2f} ± {p[:, j].std() / np.sqrt(n):.2f} "
+                    f"std {p[:, j].std():.2f}"
                     for j in (4, 0, 3)
                 )
                 + f";  chi2(truth)-chi2(MAP) median {np.median(dchi2):.1f}",
