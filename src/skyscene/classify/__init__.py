@@ -5,15 +5,28 @@
   small residual net (:mod:`~skyscene.classify.models`); ``fit`` / ``score`` /
   ``predict_proba``; temperature scaling and a threshold for FNR = 1 % on validation;
 - :func:`classification_report` — AUCPR, ROC AUC, FPR at FNR 1 %, ECE, per-kind figures;
-- :mod:`skyscene.classify.io` — HDF5 training sets, checkpoints, triplet files.
+- :mod:`skyscene.classify.io` — HDF5 training sets, checkpoints, triplet files;
+- the learning loop (``docs/learning.md``): :mod:`~skyscene.classify.registry` (model
+  versions in the database), :mod:`~skyscene.classify.active` (labelling priority),
+  :func:`~skyscene.classify.finetune.fine_tune`, :mod:`~skyscene.classify.drift`.
 
 ``import skyscene.classify`` works without torch; building, training or loading a
 model then raises :class:`~skyscene.errors.MissingDependencyError` naming the extra.
 See ``docs/classify.md``.
 """
 
+from skyscene.classify.active import (
+    ActiveConfig,
+    ActiveSelector,
+    Selection,
+    SpreadScores,
+    score_with_spread,
+    select_candidates,
+)
 from skyscene.classify.calibration import fit_temperature
 from skyscene.classify.classifier import RealBogusClassifier, ScoreResult, TrainConfig, data_hash
+from skyscene.classify.drift import DriftConfig, DriftReport, NightDrift, drift_report
+from skyscene.classify.finetune import fine_tune
 from skyscene.classify.metrics import ClassificationReport, classification_report
 from skyscene.classify.models import ARCHITECTURES, build_model, normalise_triplets
 from skyscene.classify.split import GroupSplit, group_split
@@ -29,20 +42,31 @@ from skyscene.classify.training_set import (
 __all__ = [
     "ARCHITECTURES",
     "REAL_KINDS",
+    "ActiveConfig",
+    "ActiveSelector",
     "ClassificationReport",
+    "DriftConfig",
+    "DriftReport",
     "GroupSplit",
+    "NightDrift",
     "RealBogusClassifier",
     "ScoreResult",
+    "Selection",
     "SimulatedScene",
+    "SpreadScores",
     "TrainConfig",
     "TrainingSet",
     "TrainingSetConfig",
     "build_model",
     "classification_report",
     "data_hash",
+    "drift_report",
+    "fine_tune",
     "fit_temperature",
     "group_split",
     "label_candidates",
     "make_training_set",
     "normalise_triplets",
+    "score_with_spread",
+    "select_candidates",
 ]
