@@ -10,6 +10,7 @@ log = logging.getLogger(__name__)
 
 
 def _subtract(args) -> int:
+    from skyscene.candidates import CandidateConfig, find_candidates
     from skyscene.diffim import ZogyConfig
     from skyscene.pipelines.diffim import subtract_files
 
@@ -24,11 +25,18 @@ def _subtract(args) -> int:
     outputs = subtract_files(args.science, args.reference, args.out, config=config, plot=args.plot)
     path, result = outputs.path, outputs.result
     n_good = int((result.mask == 0).sum())
-    n_cand = len(result.detect(args.threshold))
+    found = find_candidates(
+        result,
+        outputs.science,
+        outputs.reference,
+        config=CandidateConfig(threshold=args.threshold, cutouts=False),
+    )
+    n_pos = int((found["isdiffpos"] == "t").sum())
     print(
         f"{path}: flux ratio {result.flux_ratio:.5f} (converged={result.converged}), "
         f"shift ({result.shift[0]:.3f}, {result.shift[1]:.3f}) px, {n_good} good pixels, "
-        f"{n_cand} S_corr peaks beyond ±{args.threshold:g}"
+        f"{len(found)} candidates at |S_corr| >= {args.threshold:g} "
+        f"({n_pos} positive, {len(found) - n_pos} negative)"
         + (f"; figure {outputs.plot_path}" if outputs.plot_path else "")
     )
     return 0
@@ -85,7 +93,12 @@ def register(commands, simulate) -> None:
     p.add_argument(
         "--background-box", type=int, default=64, help="background mesh size (default %(default)s)"
     )
-    p.add_argument("--threshold", type=float, default=5.0, help="S_corr threshold for the summary")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=5.0,
+        help="S_corr threshold of the candidate count (default %(default)s)",
+    )
     p.add_argument(
         "--plot",
         metavar="PNG",

@@ -340,34 +340,6 @@ class ZogyResult:
             }
         )
 
-    def detect(self, threshold: float = 5.0, *, radius: int = 3):
-        """Local extrema of S_corr beyond ``±threshold`` on unflagged pixels.
-
-        Returns
-        -------
-        astropy.table.Table
-            ``x``, ``y`` (pixel of the extremum), ``score_corr``, ``flux``, ``flux_err``,
-            sorted by ``|score_corr|``, strongest first.
-        """
-        from astropy.table import Table
-
-        s = np.where(self.mask == 0, self.score_corr, 0.0)
-        size = 2 * int(radius) + 1
-        peaks_pos = (s >= threshold) & (s == ndimage.maximum_filter(s, size=size))
-        peaks_neg = (s <= -threshold) & (s == ndimage.minimum_filter(s, size=size))
-        iy, ix = np.nonzero(peaks_pos | peaks_neg)
-        order = np.argsort(-np.abs(s[iy, ix]))
-        iy, ix = iy[order], ix[order]
-        return Table(
-            {
-                "x": ix,
-                "y": iy,
-                "score_corr": s[iy, ix],
-                "flux": self.flux[iy, ix],
-                "flux_err": self.flux_err[iy, ix],
-            }
-        )
-
 
 # ----------------------------------------------------------------------------- helpers
 

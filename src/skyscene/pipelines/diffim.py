@@ -89,6 +89,8 @@ class SubtractionOutputs:
         The subtraction.
     science_path, reference_path : Path
         The inputs.
+    science, reference : Exposure
+        The exposures read from them (for :func:`skyscene.candidates.find_candidates`).
     plot_path : Path or None
         The five-panel PNG, when one was asked for.
     """
@@ -97,6 +99,8 @@ class SubtractionOutputs:
     result: ZogyResult
     science_path: Path
     reference_path: Path
+    science: Any = None
+    reference: Any = None
     plot_path: Path | None = None
 
 
@@ -161,6 +165,8 @@ def subtract_files(
         result=result,
         science_path=Path(science_path),
         reference_path=Path(reference_path),
+        science=science,
+        reference=reference,
         plot_path=plot_path,
     )
 
