@@ -35,6 +35,7 @@ from skyscene.classify.training_set import (
     SimulatedScene,
     TrainingSet,
     TrainingSetConfig,
+    ambiguous_rows,
     label_candidates,
     make_training_set,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "TrainConfig",
     "TrainingSet",
     "TrainingSetConfig",
+    "ambiguous_rows",
     "build_model",
     "classification_report",
     "data_hash",

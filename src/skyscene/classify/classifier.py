@@ -36,7 +36,13 @@ from skyscene.classify.metrics import (
     classification_report,
     threshold_for_fnr,
 )
-from skyscene.classify.models import ARCHITECTURES, as_tensor, build_model, normalise_triplets
+from skyscene.classify.models import (
+    ARCHITECTURES,
+    INPUTS,
+    as_tensor,
+    build_model,
+    normalise_triplets,
+)
 from skyscene.classify.split import group_split
 from skyscene.errors import DataError, ParameterError
 
@@ -55,6 +61,9 @@ class TrainConfig:
         Network (:func:`skyscene.classify.models.build_model`).
     size : int
         Cutout side (odd), pixels.
+    inputs : {"braai", "snr"}
+        Network input (:data:`skyscene.classify.models.INPUTS`): ``braai`` the three
+        L2-normalised cutouts; ``snr`` those plus the cutouts in noise units (6 channels).
     epochs : int
         Largest number of passes over the training rows.
     batch_size : int
@@ -87,6 +96,7 @@ class TrainConfig:
 
     arch: str = "vgg6"
     size: int = 63
+    inputs: str = "braai"
     epochs: int = 30
     batch_size: int = 64
     learning_rate: float = 1e-3
@@ -106,6 +116,7 @@ class TrainConfig:
         n = "TrainConfig."
         check_choice(n + "arch", self.arch, ARCHITECTURES)
         check_odd(n + "size", self.size, low=23)
+        check_choice(n + "inputs", self.inputs, tuple(INPUTS))
         check_int(n + "epochs", self.epochs, low=1)
         check_int(n + "batch_size", self.batch_size, low=1)
         check_positive(n + "learning_rate", self.learning_rate)
@@ -218,6 +229,7 @@ class RealBogusClassifier(EstimatorParams):
         *,
         arch: str = "vgg6",
         size: int = 63,
+        inputs: str = "braai",
         epochs: int = 30,
         batch_size: int = 64,
         learning_rate: float = 1e-3,
@@ -235,6 +247,7 @@ class RealBogusClassifier(EstimatorParams):
     ):
         self.arch = arch
         self.size = size
+        self.inputs = inputs
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -395,7 +408,7 @@ class RealBogusClassifier(EstimatorParams):
 
     @staticmethod
     def _model_kwargs(cfg: TrainConfig) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"dropout": cfg.dropout}
+        kwargs: dict[str, Any] = {"dropout": cfg.dropout, "inputs": cfg.inputs}
         if cfg.arch == "resnet":
             kwargs["tta"] = cfg.tta
         return kwargs

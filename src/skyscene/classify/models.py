@@ -35,9 +35,11 @@ from skyscene.errors import DataError
 
 __all__ = [
     "ARCHITECTURES",
+    "INPUTS",
     "NormalisedTriplets",
     "build_model",
     "dihedral",
+    "noise_units",
     "normalise_tensor",
     "normalise_triplets",
     "stack_triplets",
@@ -45,6 +47,20 @@ __all__ = [
 
 #: Names of the architectures :func:`build_model` knows.
 ARCHITECTURES = ("vgg6", "resnet", "compact")
+
+#: Network inputs and their channel counts. ``braai``: science, reference, difference,
+#: each divided by its L2 norm. ``snr``: those three plus each cutout in its own noise
+#: units (:func:`noise_units`, computed by the network from the braai input): the
+#: amplitude relative to the noise, which the L2 normalisation hides from the convolutions.
+INPUTS = {"braai": 3, "snr": 6}
+
+#: The noise-unit channels' median and MAD are taken on every ``SNR_STEP``-th pixel
+#: of each cutout (a 21x21 grid of a 63x63 cutout: cheap, and a source covers little).
+SNR_STEP = 3
+
+#: The noise-unit channels are ``z / SNR_SCALE`` clipped to ``±SNR_CLIP`` (|z| <= 100 σ).
+SNR_SCALE = 10.0
+SNR_CLIP = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,6 +174,26 @@ def normalise_tensor(x: Any) -> tuple[Any, Any]:
     return y / norm, n_nan
 
 
+def noise_units(x: Any) -> Any:
+    """The ``snr`` input (:data:`INPUTS`): ``(N, C, s, s)`` -> ``(N, 2C, s, s)``, the
+    cutouts followed by each cutout in its own noise units, ``clip((x - median) /
+    (SNR_SCALE sigma), ±SNR_CLIP)``, ``sigma = 1.4826 MAD``, median and MAD over every
+    :data:`SNR_STEP`-th pixel. Scale-free, so the braai-normalised cutouts give the
+    same channels as the raw ones; a cutout of zeros (MAD 0) gives zeros."""
+    t = _torch()
+    n, c = x.shape[:2]
+    out = x.new_empty((n, 2 * c, *x.shape[2:]))
+    out[:, :c] = x
+    grid = x[:, :, ::SNR_STEP, ::SNR_STEP].flatten(2)
+    med = grid.median(dim=-1, keepdim=True).values
+    mad = 1.4826 * (grid - med).abs().median(dim=-1, keepdim=True).values
+    inv = t.where(mad > 0, 1.0 / (SNR_SCALE * t.where(mad > 0, mad, t.ones_like(mad))), 0.0)
+    noise = out[:, c:]
+    t.sub(x, med[..., None], out=noise)
+    noise.mul_(inv[..., None]).clamp_(-SNR_CLIP, SNR_CLIP)
+    return out
+
+
 def dihedral(x: Any, k: int) -> Any:
     """Element ``k`` (0-7) of the dihedral group D4 on the last two axes of a tensor:
     ``k % 4`` quarter turns, then a left-right flip when ``k >= 4``."""
@@ -181,10 +217,11 @@ def _classes() -> dict[str, Any]:
     class VGG6(nn.Module):
         """braai's VGG6 (Duev et al. 2019): 4 conv + 1 dense layer, sigmoid output."""
 
-        def __init__(self, size: int = 63, dropout: float = 0.5):
+        def __init__(self, size: int = 63, dropout: float = 0.5, inputs: str = "braai"):
             super().__init__()
+            self.inputs = inputs
             self.features = nn.Sequential(
-                nn.Conv2d(3, 16, 3),
+                nn.Conv2d(INPUTS[inputs], 16, 3),
                 nn.ReLU(),
                 nn.Conv2d(16, 16, 3),
                 nn.ReLU(),
@@ -209,6 +246,8 @@ def _classes() -> dict[str, Any]:
             )
 
         def forward(self, x):
+            if self.inputs == "snr":
+                x = noise_units(x)
             return self.classifier(self.features(x)).squeeze(-1)
 
     class BasicBlock(nn.Module):
@@ -234,11 +273,16 @@ def _classes() -> dict[str, Any]:
     class SmallResNet(nn.Module):
         """Small residual network; ``tta=True`` averages the 8 D4 transforms' logits."""
 
-        def __init__(self, size: int = 63, dropout: float = 0.2, tta: bool = True):
+        def __init__(
+            self, size: int = 63, dropout: float = 0.2, tta: bool = True, inputs: str = "braai"
+        ):
             super().__init__()
             self.tta = tta
+            self.inputs = inputs
             self.stem = nn.Sequential(
-                nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU()
+                nn.Conv2d(INPUTS[inputs], 16, 3, padding=1, bias=False),
+                nn.BatchNorm2d(16),
+                nn.ReLU(),
             )
             self.stages = nn.Sequential(
                 BasicBlock(16, 16, 1),
@@ -256,6 +300,8 @@ def _classes() -> dict[str, Any]:
             return self.head(self.stages(self.stem(x))).squeeze(-1)
 
         def forward(self, x):
+            if self.inputs == "snr":
+                x = noise_units(x)
             if self.training or not self.tta:
                 return self._logit(x)
             return t.stack([self._logit(dihedral(x, k)) for k in range(8)]).mean(0)
@@ -264,10 +310,11 @@ def _classes() -> dict[str, Any]:
         """Fast network that downsamples early: 5x5 stride-2 stem, two stride-2 3x3
         convolutions, one 3x3 convolution, dense 64."""
 
-        def __init__(self, size: int = 63, dropout: float = 0.5):
+        def __init__(self, size: int = 63, dropout: float = 0.5, inputs: str = "braai"):
             super().__init__()
+            self.inputs = inputs
             self.features = nn.Sequential(
-                nn.Conv2d(3, 32, 5, stride=2, padding=2),
+                nn.Conv2d(INPUTS[inputs], 32, 5, stride=2, padding=2),
                 nn.ReLU(),
                 nn.Conv2d(32, 32, 3, stride=2, padding=1),
                 nn.ReLU(),
@@ -288,6 +335,8 @@ def _classes() -> dict[str, Any]:
             )
 
         def forward(self, x):
+            if self.inputs == "snr":
+                x = noise_units(x)
             return self.classifier(self.features(x)).squeeze(-1)
 
     return {"vgg6": VGG6, "resnet": SmallResNet, "compact": CompactCNN}
@@ -302,11 +351,15 @@ def build_model(arch: str, *, size: int = 63, **kwargs: Any) -> Any:
     size : int
         Cutout side the network takes.
     **kwargs
-        ``dropout`` (both), ``tta`` (resnet: average the 8 flips/rotations in eval mode).
+        ``dropout`` (all), ``tta`` (resnet: average the 8 flips/rotations in eval mode),
+        ``inputs`` (``braai`` or ``snr``: the network appends the noise-unit channels
+        itself, :func:`noise_units`, so it always takes braai-normalised triplets).
     """
     from skyscene._validation import check_choice
 
     check_choice("arch", arch, ARCHITECTURES)
+    if "inputs" in kwargs:
+        check_choice("inputs", kwargs["inputs"], tuple(INPUTS))
     return _classes()[arch](size=size, **kwargs)
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "SimulatedScene",
     "TrainingSet",
     "TrainingSetConfig",
+    "ambiguous_rows",
     "draw_conditions",
     "label_candidates",
     "make_training_set",
@@ -325,7 +326,7 @@ def search_scene(config: TrainingSetConfig, rng: np.random.Generator, index: int
         SearchSimConfig(shape=(config.size, config.size)), rng=seed, pair_id=group
     )
     t = pair.truth
-    truth = {name: np.asarray(t[name]) for name in ("kind", "x", "y", "length", "angle")}
+    truth = {name: np.asarray(t[name]) for name in ("kind", "x", "y", "length", "angle", "snr")}
     conditions = {"seed": seed, **pair.conditions.to_dict()}
     return SimulatedScene(
         science=pair.science,
@@ -393,6 +394,86 @@ def label_candidates(
         kind[near_real] = kinds[j_real[near_real]]
         label[near_real] = 1
     return label, kind
+
+
+def match_details(xpos, ypos, truth: Mapping[str, Any], *, real_kinds=REAL_KINDS) -> dict:
+    """Per candidate: ``truth_dist`` (distance to the nearest real-kind truth entry),
+    ``truth_snr`` (that entry's theoretical |S/N| of the change, NaN where the truth has
+    no ``snr``) and ``artefact_dist`` (distance to the nearest other truth entry,
+    segments by their nearest point); ``inf`` where there is none. Recorded as features
+    so that the labelling rules (:func:`apply_label_rules`) can be applied to a set."""
+    px = np.asarray(xpos, float).ravel()
+    py = np.asarray(ypos, float).ravel()
+    kinds = np.asarray(truth["kind"]).astype(str)
+    tx = np.asarray(truth["x"], float)
+    ty = np.asarray(truth["y"], float)
+    out = {
+        "truth_dist": np.full(px.size, np.inf),
+        "truth_snr": np.full(px.size, np.nan),
+        "artefact_dist": np.full(px.size, np.inf),
+    }
+    if not (tx.size and px.size):
+        return out
+    length = np.asarray(truth.get("length", np.full(tx.size, np.nan)), float)
+    angle = np.asarray(truth.get("angle", np.zeros(tx.size)), float)
+    length = np.where(np.isfinite(length), length, 0.0)
+    angle = np.where(np.isfinite(angle), angle, 0.0)
+    snr = np.abs(np.asarray(truth.get("snr", np.full(tx.size, np.nan)), float))
+    d = _segment_distance(px, py, tx, ty, length, angle)
+    real = np.isin(kinds, tuple(real_kinds))
+    if real.any():
+        dr = d[:, real]
+        j = dr.argmin(axis=1)
+        out["truth_dist"] = dr[np.arange(px.size), j]
+        out["truth_snr"] = snr[real][j]
+    if (~real).any():
+        out["artefact_dist"] = d[:, ~real].min(axis=1)
+    return out
+
+
+#: Why a row is ambiguous (:func:`ambiguous_rows`); ``""``: not ambiguous.
+AMBIGUOUS_REASONS = ("faint", "blended", "mover")
+
+
+def ambiguous_rows(
+    data: TrainingSet, *, threshold: float | None = None, match_radius: float | None = None
+) -> np.ndarray:
+    """Why each row's label is ambiguous (``""`` where it is not), shape (N,).
+
+    The labelling rules (docs/classify.md "Labels"):
+
+    ``faint``
+        Matched to an injected real source whose true (theoretical) |S/N| is below the
+        detection ``threshold``: it was found only because noise pushed it up, and at
+        that S/N it is not distinguishable from a noise peak.
+    ``blended``
+        Matched to a real source, but an artefact (cosmic ray, hot pixel, bad column,
+        trail, ...) lies within ``match_radius`` too: the candidate may be either.
+    ``mover``
+        A moving object: a point (or short trail) that is astrophysical but absent from
+        the reference; one triplet cannot tell it from a transient (a moving-object
+        pipeline's job), so it is neither a training real nor a training bogus.
+
+    Ambiguous rows are left out of training (``skyscene rb train``, unless
+    ``--keep-ambiguous``) and reported separately by ``skyscene rb evaluate`` (never
+    dropped silently). ``threshold`` and ``match_radius`` default to the set's maker
+    configuration (``meta["config"]``; 5 and 3 px). Rows without the ``truth_snr`` /
+    ``artefact_dist`` features (sets made before they were recorded, other simulators)
+    are only judged by ``kind``.
+    """
+    config = data.meta.get("config", {}) if isinstance(data.meta, dict) else {}
+    threshold = float(config.get("threshold", 5.0) if threshold is None else threshold)
+    radius = float(config.get("match_radius", 3.0) if match_radius is None else match_radius)
+    reason = np.full(len(data), "", dtype="U8")
+    real = np.asarray(data.label) == 1
+    f = data.features
+    if "artefact_dist" in f:
+        reason[real & (np.asarray(f["artefact_dist"], float) <= radius)] = "blended"
+    if "truth_snr" in f:
+        snr = np.asarray(f["truth_snr"], float)
+        reason[real & np.isfinite(snr) & (snr < threshold)] = "faint"
+    reason[np.asarray(data.kind).astype(str) == "mover"] = "mover"
+    return reason
 
 
 def make_training_set(
@@ -473,6 +554,7 @@ def make_training_set(
         label, kind = label_candidates(
             table["xpos"], table["ypos"], scene.truth, radius=config.match_radius, edge=edge
         )
+        extra = match_details(table["xpos"], table["ypos"], scene.truth)
         parts.append(
             {
                 "science": cut.science,
@@ -482,7 +564,10 @@ def make_training_set(
                 "kind": kind,
                 "group": np.full(len(table), scene.group, dtype="U32"),
                 "candid": np.asarray(table["candid"], np.int64),
-                "features": {k: np.asarray(table[k]) for k in FEATURES if k in table.names},
+                "features": {
+                    **{k: np.asarray(table[k]) for k in FEATURES if k in table.names},
+                    **extra,
+                },
             }
         )
     size = config.cutout_size

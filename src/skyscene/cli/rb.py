@@ -43,7 +43,12 @@ def _make_training(args) -> int:
 def _train(args) -> int:
     import numpy as np
 
-    from skyscene.classify import RealBogusClassifier, classification_report, group_split
+    from skyscene.classify import (
+        RealBogusClassifier,
+        ambiguous_rows,
+        classification_report,
+        group_split,
+    )
     from skyscene.classify.io import read_training_set, save_model
     from skyscene.errors import DataError
 
@@ -51,10 +56,18 @@ def _train(args) -> int:
     held = np.isin(data.kind, args.hold_out_kind or [])
     if args.hold_out_kind and not held.any():
         raise DataError(f"{args.data}: no rows of kind {', '.join(args.hold_out_kind)}")
+    reason = ambiguous_rows(data)
+    ambiguous = (reason != "") & ~held if not args.keep_ambiguous else np.zeros(len(data), bool)
+    if ambiguous.any():
+        kinds, n = np.unique(reason[ambiguous], return_counts=True)
+        counts = {str(k): int(v) for k, v in zip(kinds, n, strict=True)}
+        log.info("%d ambiguous rows left out of training and test: %s", ambiguous.sum(), counts)
     split = group_split(data.group, validation=0.0, test=args.test_fraction, rng=args.seed)
-    train_rows = np.setdiff1d(split.train, np.flatnonzero(held))
+    left_out = np.flatnonzero(held | ambiguous)
+    train_rows = np.setdiff1d(split.train, left_out)
     clf = RealBogusClassifier(
         arch=args.arch,
+        inputs=args.inputs,
         size=data.science.shape[-1],
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -77,8 +90,13 @@ def _train(args) -> int:
         "train_seconds": seconds,
         "n_train_and_validation": int(train_rows.size),
         "split_groups": split.groups,
+        "ambiguous_left_out": dict(
+            zip(
+                *(a.tolist() for a in np.unique(reason[ambiguous], return_counts=True)), strict=True
+            )
+        ),
     }
-    test_rows = np.setdiff1d(split.test, np.flatnonzero(held))
+    test_rows = np.setdiff1d(split.test, left_out)
     if test_rows.size and 0 < data.label[test_rows].sum() < test_rows.size:
         rb = clf.score(triplets[test_rows]).rb
         metrics["test"] = classification_report(
@@ -111,8 +129,11 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from skyscene.classify import classification_report
+    import numpy as np
+
+    from skyscene.classify import ambiguous_rows, classification_report
     from skyscene.classify.io import load_model, read_training_set
+    from skyscene.errors import DataError
     from skyscene.io import atomic_path, atomic_write_text, jsonable_meta
     from skyscene.plotting.classify import (
         plot_pr_curve,
@@ -126,14 +147,19 @@ def _evaluate(args) -> int:
     data = read_training_set(args.data)
     triplets = data.triplets
     scores = clf.score(triplets, source=str(args.data))
-    report = classification_report(scores.rb, data.label, threshold=clf.threshold_, kinds=data.kind)
+    reason = ambiguous_rows(data)
+    clear = reason == ""
+    if not clear.any():
+        raise DataError(f"{args.data}: every row is ambiguous (faint, blended, mover)")
+    rb, label, kind = scores.rb[clear], data.label[clear], data.kind[clear]
+    report = classification_report(rb, label, threshold=clf.threshold_, kinds=kind)
     out = Path(args.out)
     figures = {
-        "pr": plot_pr_curve(scores.rb, data.label, threshold=clf.threshold_),
-        "roc": plot_roc_curve(scores.rb, data.label, threshold=clf.threshold_),
-        "hist": plot_score_histograms(scores.rb, data.label, threshold=clf.threshold_),
-        "reliability": plot_reliability(scores.rb, data.label),
-        "worst": plot_worst_triplets(triplets, scores.rb, data.label, kinds=data.kind),
+        "pr": plot_pr_curve(rb, label, threshold=clf.threshold_),
+        "roc": plot_roc_curve(rb, label, threshold=clf.threshold_),
+        "hist": plot_score_histograms(rb, label, threshold=clf.threshold_),
+        "reliability": plot_reliability(rb, label),
+        "worst": plot_worst_triplets(triplets[clear], rb, label, kinds=kind),
     }
     written = {}
     for name, fig in figures.items():
@@ -141,6 +167,21 @@ def _evaluate(args) -> int:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=90)
         written[name] = path.name
+    ambiguous: dict = {"n": int((~clear).sum())}
+    for why in np.unique(reason[~clear]):
+        sel = reason == why
+        called = int(np.sum(scores.rb[sel] >= clf.threshold_))
+        ambiguous[str(why)] = {
+            "n": int(sel.sum()),
+            "nominal_label": round(float(np.mean(data.label[sel]))),
+            "called_real": called,
+            "fraction_called_real": called / int(sel.sum()),
+        }
+    all_rows = None
+    if (~clear).any() and 0 < data.label.sum() < len(data):
+        all_rows = classification_report(
+            scores.rb, data.label, threshold=clf.threshold_, kinds=data.kind
+        )
     document = {
         "data": str(args.data),
         "model": str(clf.source_),
@@ -148,6 +189,8 @@ def _evaluate(args) -> int:
         "model_version": clf.model_version_,
         "n_nan_pixels": int(scores.n_nan.sum()),
         **report.to_dict(),
+        "ambiguous": ambiguous,
+        "all_rows": all_rows.to_dict() if all_rows is not None else None,
         "figures": written,
     }
     atomic_write_text(out, json.dumps(jsonable_meta(document), indent=2) + "\n")
@@ -160,6 +203,20 @@ def _evaluate(args) -> int:
     for kind, entry in sorted(report.per_kind.items()):
         what = "recall" if entry["label"] == 1 else "rejection"
         print(f"  {kind:16s} n={entry['n']:6d} {what} {entry.get(what, 0.0):.4f}")
+    if ambiguous["n"]:
+        print(f"  ambiguous rows (not in the figures above): {ambiguous['n']}")
+        for why, entry in ambiguous.items():
+            if why != "n":
+                print(
+                    f"    {why:14s} n={entry['n']:6d} nominal label {entry['nominal_label']}, "
+                    f"called real {entry['fraction_called_real']:.4f}"
+                )
+    if all_rows is not None:
+        print(
+            f"  all {all_rows.n} rows, ambiguous with their nominal labels: AUCPR "
+            f"{all_rows.aucpr:.4f}, FPR at FNR 1 % {all_rows.fpr_at_fnr_1pct:.3%}, "
+            f"ECE {all_rows.ece:.4f}"
+        )
     return 0
 
 
@@ -234,7 +291,7 @@ def _score(args) -> int:
 
 
 def register(commands, simulate) -> None:
-    from skyscene.classify.models import ARCHITECTURES
+    from skyscene.classify.models import ARCHITECTURES, INPUTS
 
     p = commands.add_parser(
         "rb",
@@ -264,6 +321,12 @@ def register(commands, simulate) -> None:
     tr.add_argument("data", type=Path, metavar="DATA.h5")
     tr.add_argument("--out", type=Path, required=True, metavar="MODEL.pt")
     tr.add_argument("--arch", choices=ARCHITECTURES, default="vgg6")
+    tr.add_argument("--inputs", choices=tuple(INPUTS), default="braai",
+                    help="network input: braai (3 L2-normalised cutouts) or snr (also the "
+                    "cutouts in noise units, 6 channels)")  # fmt: skip
+    tr.add_argument("--keep-ambiguous", action="store_true",
+                    help="train on the ambiguous rows too (faint, blended, mover: "
+                    "docs/classify.md)")  # fmt: skip
     tr.add_argument("--epochs", type=int, default=30)
     tr.add_argument("--batch-size", type=int, default=64)
     tr.add_argument("--learning-rate", type=float, default=1e-3)
