@@ -85,41 +85,103 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-async def _phase(base, name, make_request, clients: int, duration: float):
-    import httpx
+class _Connection:
+    """One keep-alive HTTP/1.1 connection of the load generator (raw asyncio streams).
 
+    Leaner than an HTTP client library: the generator shares the machine's cores with
+    the server, so its own CPU per request matters. Reads ``Content-Length`` and
+    ``chunked`` bodies; any protocol surprise raises (and is counted as an error).
+    """
+
+    def __init__(self, host: str, port: int, headers: dict[str, str]):
+        self.host, self.port = host, port
+        self.fixed = "".join(
+            f"{k}: {v}\r\n" for k, v in {"Host": f"{host}:{port}", **headers}.items()
+        )
+        self.reader = self.writer = None
+
+    async def _open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+    async def request(self, method: str, target: str, body: bytes = b"", content_type=None):
+        if self.writer is None:
+            await self._open()
+        head = f"{method} {target} HTTP/1.1\r\n{self.fixed}"
+        if body or method == "POST":
+            head += f"Content-Length: {len(body)}\r\n"
+            if content_type:
+                head += f"Content-Type: {content_type}\r\n"
+        try:
+            self.writer.write(head.encode() + b"\r\n" + body)
+            raw = await self.reader.readuntil(b"\r\n\r\n")
+            lines = raw.decode("latin-1").split("\r\n")
+            status = int(lines[0].split(" ", 2)[1])
+            fields = {}
+            for line in lines[1:]:
+                if line:
+                    name, _, value = line.partition(":")
+                    fields[name.strip().lower()] = value.strip()
+            if "content-length" in fields:
+                data = await self.reader.readexactly(int(fields["content-length"]))
+            elif fields.get("transfer-encoding", "").lower() == "chunked":
+                parts = []
+                while True:
+                    size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                    parts.append(await self.reader.readexactly(size + 2))
+                    if size == 0:
+                        break
+                data = b"".join(p[:-2] for p in parts)
+            elif status in (204, 304):
+                data = b""
+            else:
+                raise ConnectionError(f"status {status} without a body length")
+            if fields.get("connection", "").lower() == "close":
+                self.close()
+            return status, data
+        except BaseException:
+            self.close()
+            raise
+
+
+async def _phase(host, port, name, make_request, clients: int, duration: float):
     latencies: list[float] = []
     errors = 0
     units = 0
     reasons: dict[str, int] = {}
     stop = time.perf_counter() + duration
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(
-        base_url=base, timeout=60, limits=limits, headers={"Authorization": f"Bearer {TOKEN}"}
-    ) as client:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    connections = [_Connection(host, port, headers) for _ in range(clients)]
 
-        async def worker(k: int):
-            nonlocal errors, units
-            i = k
-            while time.perf_counter() < stop:
-                t0 = time.perf_counter()
-                try:
-                    r, n = await make_request(client, i)
-                    ok = r.status_code in (200, 201)
-                    why = str(r.status_code)
-                except Exception as exc:  # timeouts, refused connections: counted, named
-                    ok, n, why = False, 0, type(exc).__name__
-                latencies.append(time.perf_counter() - t0)
-                if ok:
-                    units += n
-                else:
-                    errors += 1
-                    reasons[why] = reasons.get(why, 0) + 1
-                i += clients
+    async def worker(k: int):
+        nonlocal errors, units
+        i = k
+        connection = connections[k]
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            try:
+                status, body, n = await asyncio.wait_for(make_request(connection, i), 60)
+                ok = status in (200, 201)
+                why = f"{status} {body[:120]!r}"
+            except Exception as exc:  # timeouts, refused or reset connections: counted, named
+                ok, n, why = False, 0, f"{type(exc).__name__}: {exc}"[:160]
+            latencies.append(time.perf_counter() - t0)
+            if ok:
+                units += n
+            else:
+                errors += 1
+                reasons[why] = reasons.get(why, 0) + 1
+            i += clients
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker(k) for k in range(clients)))
-        elapsed = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(k) for k in range(clients)))
+    elapsed = time.perf_counter() - t0
+    for connection in connections:
+        connection.close()
     lat = np.array(latencies) * 1000
     return {
         "name": name,
@@ -173,30 +235,46 @@ def run_backend(label: str, url: str, args) -> list[dict]:
         np.save(buffer, batch)
         npy = buffer.getvalue()
 
-        async def list_page(client, i):
-            r = await client.get("/api/candidates", params={"limit": 50, "offset": (i % 20) * 50})
-            return r, 1
+        boundary = "skyscenebench" + uuid.uuid4().hex
+        multipart = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                'filename="b.npy"\r\nContent-Type: application/octet-stream\r\n\r\n'
+            ).encode()
+            + npy
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        multipart_type = f"multipart/form-data; boundary={boundary}"
 
-        async def cutout(client, i):
+        async def list_page(connection, i):
+            status, body = await connection.request(
+                "GET", f"/api/candidates?limit=50&offset={(i % 20) * 50}"
+            )
+            return status, body, 1
+
+        async def cutout(connection, i):
             candid = candids[i % len(candids)]
             stretch = ("zscale", "asinh", "linear")[(i // len(candids)) % 3]
-            r = await client.get(
-                f"/api/candidates/{candid}/cutouts/difference.png", params={"stretch": stretch}
+            status, body = await connection.request(
+                "GET", f"/api/candidates/{candid}/cutouts/difference.png?stretch={stretch}"
             )
-            return r, 1
+            return status, body, 1
 
-        async def score(client, i):
-            r = await client.post("/api/score", files={"file": ("b.npy", npy)})
-            return r, args.batch
+        async def score(connection, i):
+            status, body = await connection.request(
+                "POST", "/api/score", multipart, content_type=multipart_type
+            )
+            return status, body, args.batch
 
         # warm-up: both workers load the model
         async def warm():
-            async with httpx.AsyncClient(
-                base_url=base, timeout=120, headers={"Authorization": f"Bearer {TOKEN}"}
-            ) as c:
-                await asyncio.gather(
-                    *(c.post("/api/score", files={"file": ("b.npy", npy)}) for _ in range(4))
-                )
+            connections = [
+                _Connection("127.0.0.1", port, {"Authorization": f"Bearer {TOKEN}"})
+                for _ in range(4)
+            ]
+            await asyncio.gather(*(score(c, 0) for c in connections))
+            for c in connections:
+                c.close()
 
         asyncio.run(warm())
         out = []
@@ -206,7 +284,7 @@ def run_backend(label: str, url: str, args) -> list[dict]:
             ("score", score, args.score_clients),
         ):
             cpu0 = os.times()
-            res = asyncio.run(_phase(base, name, func, clients, args.duration))
+            res = asyncio.run(_phase("127.0.0.1", port, name, func, clients, args.duration))
             cpu1 = os.times()
             res["client_cpu_s"] = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
             res["load"] = os.getloadavg()

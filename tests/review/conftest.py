@@ -64,7 +64,13 @@ def fill_store(url: str, version: str) -> dict:
                 jd=JD0 + k,
                 fid=2,
                 band="r",
-                meta={"footprint": [149.9, 150.2, 1.9, 2.1], "diffmaglim": 20.5},
+                # nights 0-1: a box; night 2: four [ra, dec] corners, as the search writes
+                meta={
+                    "footprint": [149.9, 150.2, 1.9, 2.1]
+                    if k < 2
+                    else [[149.9, 1.9], [150.2, 1.9], [150.2, 2.1], [149.9, 2.1]],
+                    "diffmaglim": 20.5,
+                },
             )
             if k == 2:  # the last night: the first 4 "objects" are not detected
                 keep = np.arange(n) >= 4

@@ -23,11 +23,15 @@ def _serve(args) -> int:
         ) from None
     if args.model is not None and not os.path.isfile(args.model):
         raise InputFileError(f"model file {args.model}: no such file")
+    threads = args.threads
+    if threads is None:  # each worker process its share of the cores
+        threads = max(1, (os.cpu_count() or 1) // max(1, args.workers))
     config = ReviewConfig(
         db_url=args.db,
         model_path=args.model,
         max_batch=args.max_batch,
         auto_upgrade=args.auto_upgrade,
+        torch_threads=threads,
     )
     # the database must open (and be at the newest revision) before workers start
     CandidateStore(config.db_url, config=StoreConfig(auto_upgrade=config.auto_upgrade)).close()
@@ -43,6 +47,9 @@ def _serve(args) -> int:
         workers=args.workers,
         log_level="warning" if args.quiet else "info",
         access_log=bool(args.verbose),
+        # idle keep-alive connections live long enough for a client's next request
+        timeout_keep_alive=30,
+        server_header=False,
     )
     return 0
 
@@ -106,6 +113,12 @@ def register(commands, simulate) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1, help="worker processes")
     p.add_argument("--max-batch", type=int, default=4096, help="most triplets per /api/score")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per worker (default: the CPU count divided by --workers)",
+    )
     p.add_argument(
         "--auto-upgrade",
         action="store_true",

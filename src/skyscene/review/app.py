@@ -89,6 +89,7 @@ class _ServedModel:
 
         self._store = store
         self._path = config.model_path
+        self._torch_threads = config.torch_threads
         self._refresh_s = config.model_refresh_s
         self._started = dt.datetime.now(dt.UTC)
         self._lock = threading.Lock()
@@ -112,6 +113,10 @@ class _ServedModel:
         """The classifier (loading or switching it when due)."""
         now = time.monotonic()
         with self._lock:
+            if self._classifier is None and self._torch_threads is not None:
+                from skyscene.classify._torch import torch
+
+                torch().set_num_threads(self._torch_threads)
             if force or self._classifier is None or now - self._checked >= self._refresh_s:
                 self._checked = now
                 version = self._wanted_registry_version()
@@ -142,6 +147,59 @@ class _ServedModel:
         with self._score_lock:  # one batch at a time: torch already uses every core
             result = classifier.score(triplets, source="request")
         return result.model_version, result.rb
+
+
+# ---------------------------------------------------------------------------- metrics
+class _ServiceMiddleware:
+    """Pure ASGI middleware: counts each HTTP request and its latency in ``metrics`` (by
+    method, route template and status), and admits at most ``max_concurrent`` requests
+    at once into the app (``/api/score`` aside: it is serialised by the model's own
+    lock), the others waiting in the event loop.
+
+    Cheaper than an ``@app.middleware("http")`` function, which runs every request
+    through extra tasks and memory streams; the gate keeps the worker's threads (and so
+    the database connections they hold) within the connection pool, instead of opening
+    and closing an overflow connection per request under load.
+    """
+
+    def __init__(self, app, *, metrics: Metrics, max_concurrent: int):
+        import asyncio
+
+        self.app = app
+        self.metrics = metrics
+        self.max_concurrent = max_concurrent
+        self._asyncio = asyncio
+        self._gate: tuple[Any, Any] | None = None  # (event loop, semaphore)
+
+    def _semaphore(self):
+        loop = self._asyncio.get_running_loop()
+        if self._gate is None or self._gate[0] is not loop:  # a test client's new loop
+            self._gate = (loop, self._asyncio.Semaphore(self.max_concurrent))
+        return self._gate[1]
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            if scope["path"] == "/api/score":
+                await self.app(scope, receive, send_status)
+            else:
+                async with self._semaphore():
+                    await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.observe(scope["method"], template, status, time.perf_counter() - start)
 
 
 # ---------------------------------------------------------------------------- errors
@@ -226,18 +284,7 @@ def create_app(config: ReviewConfig) -> FastAPI:
     app.state.metrics = metrics
     _install_error_handlers(app)
 
-    @app.middleware("http")
-    async def _count(request: Request, call_next):
-        start = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            route = request.scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            metrics.observe(request.method, template, status, time.perf_counter() - start)
+    app.add_middleware(_ServiceMiddleware, metrics=metrics, max_concurrent=config.max_concurrent)
 
     bearer = HTTPBearer(auto_error=False, description="An API token from 'skyscene users add'")
 

@@ -50,6 +50,14 @@ class ReviewConfig:
         behind the code is refused).
     busy_timeout_s : float
         How long a SQLite writer waits for another one, seconds.
+    max_concurrent : int
+        Requests (other than ``/api/score``) that one worker process handles at once;
+        the others wait in the event loop. Below the database connection pool's size
+        (5), so that no request opens a connection of its own; in [1, 64].
+    torch_threads : int, optional
+        ``torch.set_num_threads`` of each worker process when it loads the model (None:
+        torch's default, every core). ``skyscene serve --workers N`` gives each worker
+        its share of the cores.
     """
 
     db_url: str
@@ -61,6 +69,8 @@ class ReviewConfig:
     model_refresh_s: float = 2.0
     auto_upgrade: bool = False
     busy_timeout_s: float = 30.0
+    max_concurrent: int = 4
+    torch_threads: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.db_url, str | os.PathLike) or not os.fspath(self.db_url):
@@ -84,6 +94,9 @@ class ReviewConfig:
         check_range("ReviewConfig.psi_limit", self.psi_limit, low=0, high=10, low_inclusive=False)
         check_range("ReviewConfig.model_refresh_s", self.model_refresh_s, low=0, high=3600)
         check_range("ReviewConfig.busy_timeout_s", self.busy_timeout_s, low=0)
+        check_int("ReviewConfig.max_concurrent", self.max_concurrent, low=1, high=64)
+        if self.torch_threads is not None:
+            check_int("ReviewConfig.torch_threads", self.torch_threads, low=1, high=1024)
         for name in ("auto_upgrade",):
             if not isinstance(getattr(self, name), bool):
                 raise ParameterError(

@@ -14,7 +14,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, and_, delete, exists, false, func, insert, select, update
+from sqlalchemy import (
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    false,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from skyscene.errors import DataError
 from skyscene.review.consensus import consensus
@@ -54,6 +66,14 @@ CAND, PAIRS, OBJECTS, SCORES, LABELS, USERS = (
 )
 
 
+#: The labels of a list of candids (one expanding parameter: a statement built once).
+_LABELS_OF = (
+    select(LABELS.c.id, LABELS.c.candid, LABELS.c.user_id, LABELS.c.value, LABELS.c.created_at)
+    .where(LABELS.c.candid.in_(bindparam("candids", expanding=True)))
+    .order_by(LABELS.c.id)
+)
+
+
 def clean(value: Any) -> Any:
     """A JSON-safe value: non-finite floats become None, datetimes ISO 8601 in UTC."""
     if isinstance(value, float):
@@ -67,6 +87,19 @@ def clean(value: Any) -> Any:
 
 def _row(mapping: Any) -> dict[str, Any]:
     return {k: clean(v) for k, v in mapping.items()}
+
+
+def _clean_row(keys: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
+    """A result row as a dict of JSON-safe values (non-finite floats None, datetimes ISO)."""
+    out = dict(zip(keys, row, strict=True))
+    for key, value in out.items():
+        kind = type(value)
+        if kind is float:
+            if not math.isfinite(value):
+                out[key] = None
+        elif kind is not int and kind is not str and value is not None:
+            out[key] = clean(value)
+    return out
 
 
 @dataclass(frozen=True)
@@ -173,18 +206,7 @@ class ReviewQueries:
         out: dict[int, dict[int, dict]] = {int(c): {} for c in candids}
         for start in range(0, len(candids), 500):
             chunk = [int(c) for c in candids[start : start + 500]]
-            query = (
-                select(
-                    LABELS.c.id,
-                    LABELS.c.candid,
-                    LABELS.c.user_id,
-                    LABELS.c.value,
-                    LABELS.c.created_at,
-                )
-                .where(LABELS.c.candid.in_(chunk))
-                .order_by(LABELS.c.id)
-            )
-            for row in connection.execute(query):
+            for row in connection.execute(_LABELS_OF, {"candids": chunk}):
                 out[int(row.candid)][int(row.user_id)] = dict(row._mapping)
         return out
 
@@ -394,7 +416,9 @@ class ReviewQueries:
         )
         with self.engine.connect() as connection:
             total = connection.scalar(select(func.count()).select_from(counted).where(*where))
-            items = [_row(r._mapping) for r in connection.execute(query)]
+            result = connection.execute(query)
+            keys = list(result.keys())
+            items = [_clean_row(keys, row) for row in result.all()]
             current = self._current_labels(connection, [item["candid"] for item in items])
         for item in items:
             item.update(self._summary(current[item["candid"]], user_id))
@@ -513,9 +537,10 @@ class ReviewQueries:
 
         Upper limits are the pairs whose footprint holds the object's position but that
         have no detection of it, at that pair's 5σ limit. A pair's footprint and limit
-        come from its ``meta`` (``footprint``: ``[ra_min, ra_max, dec_min, dec_max]``
-        in degrees, ``diffmaglim``) when present, else from its candidates: their RA/Dec
-        bounding box and median ``diffmaglim``.
+        come from its ``meta`` when present (``footprint``: the image's corners as
+        ``[[ra, dec], ...]``, as the search records them, or a box ``[ra_min, ra_max,
+        dec_min, dec_max]``, in degrees; ``diffmaglim``), else from its candidates:
+        their RA/Dec bounding box and median ``diffmaglim``.
         """
         with self.engine.connect() as connection:
             obj = connection.execute(
@@ -578,15 +603,13 @@ class ReviewQueries:
             if key in detected:
                 continue
             meta = pair.meta if isinstance(pair.meta, dict) else {}
-            footprint = meta.get("footprint")
-            if _valid_box(footprint):
-                ra_min, ra_max, dec_min, dec_max = (float(v) for v in cast(list, footprint))
-            elif key in box:
+            inside = _inside_footprint(meta.get("footprint"), ra, dec)
+            if inside is None:  # no usable footprint: the box of the pair's candidates
+                if key not in box:
+                    continue
                 b = box[key]
-                ra_min, ra_max, dec_min, dec_max = b.ra_min, b.ra_max, b.dec_min, b.dec_max
-            else:
-                continue
-            if not (dec_min <= dec <= dec_max and _ra_inside(ra, ra_min, ra_max)):
+                inside = b.dec_min <= dec <= b.dec_max and _ra_inside(ra, b.ra_min, b.ra_max)
+            if not inside:
                 continue
             limit = meta.get("diffmaglim")
             if not isinstance(limit, int | float) or not math.isfinite(limit):
@@ -608,12 +631,47 @@ class ReviewQueries:
         return out
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _valid_box(value: Any) -> bool:
+    """``[ra_min, ra_max, dec_min, dec_max]`` (degrees)."""
+    return isinstance(value, list | tuple) and len(value) == 4 and all(map(_number, value))
+
+
+def _valid_corners(value: Any) -> bool:
+    """At least three ``[ra, dec]`` corners (degrees), as the search records an image's
+    footprint (its four corners from the WCS)."""
     return (
         isinstance(value, list | tuple)
-        and len(value) == 4
-        and all(isinstance(v, int | float) and math.isfinite(v) for v in value)
+        and len(value) >= 3
+        and all(isinstance(c, list | tuple) and len(c) == 2 and all(map(_number, c)) for c in value)
     )
+
+
+def _inside_footprint(footprint: Any, ra: float, dec: float) -> bool | None:
+    """Whether (ra, dec) lies in a pair's footprint; None when the footprint is neither
+    a box ``[ra_min, ra_max, dec_min, dec_max]`` nor a polygon of ``[ra, dec]``
+    corners. A polygon is tested in the tangent plane at the position (RA differences
+    wrapped to [-180, 180) and scaled by cos(dec)): exact for image-sized footprints,
+    across RA = 0 too."""
+    if _valid_corners(footprint):
+        cos_dec = math.cos(math.radians(dec))
+        xs = [((float(c[0]) - ra + 180.0) % 360.0 - 180.0) * cos_dec for c in footprint]
+        ys = [float(c[1]) - dec for c in footprint]
+        if max(map(abs, xs)) > 90.0 or max(map(abs, ys)) > 90.0:
+            return False  # the footprint is far away: the tangent plane means nothing
+        inside = False  # even-odd ray casting from the origin along +x
+        for i in range(len(xs)):
+            x1, y1, x2, y2 = xs[i - 1], ys[i - 1], xs[i], ys[i]
+            if (y1 > 0) != (y2 > 0) and x1 + (0.0 - y1) * (x2 - x1) / (y2 - y1) > 0:
+                inside = not inside
+        return inside
+    if _valid_box(footprint):
+        ra_min, ra_max, dec_min, dec_max = (float(v) for v in footprint)
+        return dec_min <= dec <= dec_max and _ra_inside(ra, ra_min, ra_max)
+    return None
 
 
 def _ra_inside(ra: float, low: float, high: float) -> bool:
