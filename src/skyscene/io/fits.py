@@ -259,7 +259,7 @@ def nonphysical_mask(
     data = np.asarray(data, dtype=float)
     finite = np.isfinite(data)
     good = finite if good is None else (np.asarray(good, bool) & finite)
-    step = max(1, int(math.sqrt(data.size / 250_000)))  # ~250 000 samples at most
+    step = max(1, int(math.sqrt(data.size / 65_536)))  # ~65 000 samples at most
     sample = data[::step, ::step][good[::step, ::step]] if data.ndim == 2 else data[good]
     if sample.size < 25:
         sample = data[good]
@@ -283,6 +283,7 @@ def read_exposure(
     *,
     profile: str | InstrumentProfile | None = None,
     require_time: bool = True,
+    wcs: bool = True,
 ) -> Exposure:
     """Read one exposure.
 
@@ -295,6 +296,10 @@ def read_exposure(
     require_time : bool
         If False, frames without filter/time keywords are read with ``band`` and
         ``time`` None (for calibration frames and stamps).
+    wcs : bool
+        If False, the WCS is not parsed (``Exposure.wcs`` is None): for a frame whose
+        header was already checked and whose pixels alone are measured (it saves the
+        few milliseconds of ``astropy.wcs.WCS``).
 
     Returns
     -------
@@ -412,7 +417,7 @@ def read_exposure(
         data=data,
         variance=variance,
         mask=bad,
-        wcs=_wcs(header, name),
+        wcs=_wcs(header, name) if wcs else None,
         psf=psf,
         meta=meta,
         unit=bunit(header, name),

@@ -17,10 +17,12 @@ tasks (DESIGN.md, "Scale").
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import warnings
+import weakref
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +41,7 @@ from skyscene.errors import (
 )
 from skyscene.io import atomic_write_text, is_fits, parse_header, read_exposure, write_table
 from skyscene.pipelines._outdir import OutputFolder
-from skyscene.pipelines._scheduler import run_tasks, task_key
+from skyscene.pipelines._scheduler import dask_client, run_tasks, task_key
 
 __all__ = [
     "BandSetup",
@@ -146,8 +148,8 @@ class FrameRecord:
     shape: tuple[int, int]
 
 
-def _read(path: str, profile, calibration, cosmic_rays: bool = False):
-    exposure = read_exposure(path, profile=profile)
+def _read(path: str, profile, calibration, cosmic_rays: bool = False, *, wcs: bool = True):
+    exposure = read_exposure(path, profile=profile, wcs=wcs)
     if calibration is not None:
         exposure = calibration.apply(exposure)
     if cosmic_rays:
@@ -168,8 +170,8 @@ class _FrameJob:
     profile: str | None
     cosmic_rays: bool
 
-    def read(self, path: str, calibration=None):
-        return _read(path, self.profile, calibration, self.cosmic_rays)
+    def read(self, path: str, calibration=None, *, wcs: bool = True):
+        return _read(path, self.profile, calibration, self.cosmic_rays, wcs=wcs)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -226,6 +228,55 @@ class _PhotometryTask:
             self.reference_xy,
             self.photometer,
         )
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class _CandidateTask:
+    """One reference candidate of a filter: catalog, PSF-shape fits, star sizes."""
+
+    job: _FrameJob
+    path: str
+    threshold: float
+    background_box: int
+
+
+def _candidate_task(task: _CandidateTask, calibration=None) -> dict[str, Any]:
+    """Read one reference candidate; its catalog, PSF shape fits and isolated stars' sizes.
+
+    ``catalog`` is None (with ``failure``) when the frame yields no catalog; ``shape`` is
+    None (with ``failure``) when no star could be fitted. The exposure comes back for
+    the flux correction and, if it is the reference, the catalog figure and the WCS.
+    """
+    from skyscene.background import estimate_background
+    from skyscene.detection import find_sources
+    from skyscene.psf import estimate_psf_shape, moment_sizes
+
+    out: dict[str, Any] = {"path": task.path, "catalog": None, "shape": None, "failure": None}
+    try:
+        exp = task.job.read(task.path, calibration)
+        bkg = estimate_background(exp.data, mask=exp.mask, box_size=task.background_box)
+        cat = find_sources(
+            exp.data, mask=exp.mask, threshold=task.threshold, background=bkg, edge=10
+        )
+    except SkysceneError as exc:
+        log.info("%s: no catalog (%s)", task.path, exc)
+        out["failure"] = _one_line(exc, task.path)
+        return out
+    clean = cat[(cat["flag"] == 0)]
+    xy = np.c_[clean["x"], clean["y"]]
+    isolated = xy[_isolated(xy, 15.0)]
+    try:
+        out["shape"] = estimate_psf_shape(exp.data, isolated, mask=exp.mask, half_size=8)
+    except DataError as exc:
+        log.info("%s: no PSF shape (%s)", task.path, exc)
+        out["failure"] = _one_line(exc, task.path)
+    out.update(
+        catalog=cat,
+        exposure=exp,
+        isolated=isolated,
+        sizes=list(moment_sizes(exp.data - bkg.background, isolated, mask=exp.mask)),
+    )
+    return out
 
 
 def _align_task(task: _AlignTask, calibration=None) -> dict[str, Any]:
@@ -294,7 +345,9 @@ def _photometry_task(task: _PhotometryTask, calibration=None) -> list[dict[str, 
     for frame in task.frames:
         inv = np.linalg.inv(np.asarray(frame.matrix))
         xy = task.reference_xy @ inv[:2, :2].T + inv[:2, 2]
-        table = task.photometer(task.job.read(frame.path, calibration), xy, frame.shape)
+        # the header (WCS included) was checked when the frame was aligned
+        exposure = task.job.read(frame.path, calibration, wcs=False)
+        table = task.photometer(exposure, xy, frame.shape)
         rows.append({"path": frame.path, **{c: np.asarray(table[c]) for c in table.colnames}})
     return rows
 
@@ -494,6 +547,8 @@ class Reducer:
         self._setups: dict[str, BandSetup] = {}
         self._alignments: dict[str, FrameAlignment] = {}
         self._failed: list[tuple[str, str]] = []  # frames that could not be aligned
+        self._dask: Any = None  # (ExitStack, client, finalizer) shared by the steps
+        self._entered = False
 
     def folder_config(self) -> dict[str, Any]:
         """What identifies this reduction's results: recorded as ``OUT_DIR/config.json``.
@@ -521,10 +576,15 @@ class Reducer:
     def __enter__(self) -> Reducer:
         """Hold the output folder for several steps (each step takes it otherwise)."""
         self.folder.acquire()
+        self._entered = True
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self.folder.__exit__(*exc_info)
+        self._entered = False
+        try:
+            self.close()
+        finally:
+            self.folder.__exit__(*exc_info)
 
     # ------------------------------------------------------------------ state, read-only
     @property
@@ -620,13 +680,19 @@ class Reducer:
         Writes ``cat/<band>_catalog.csv`` (+ Parquet) and ``cat/<band>_catalog.png``.
         Returns the catalogs (astropy Tables with a global ``id`` column).
         """
-        with self.folder:
-            return self._create_catalogs()
+        try:
+            with self.folder:
+                return self._create_catalogs()
+        except BaseException:
+            if not self._entered:
+                self.close()
+            raise
 
     def _create_catalogs(self) -> dict[str, Any]:
         self.discover()
         self._setups, self._alignments, self._failed = {}, {}, []
-        found = {band: self._band_reference(band) for band in self.bands}
+        candidates = self._reference_candidates()
+        found = {band: self._band_reference(band, candidates[band]) for band in self.bands}
         ids = _assign_ids({b: f["catalog"] for b, f in found.items()}, found, self.config)
         for band, f in found.items():
             f["catalog"]["id"] = ids[band]
@@ -642,39 +708,42 @@ class Reducer:
         self._write_catalogs({b: f["exposure"] for b, f in found.items()})
         return self.catalogs
 
-    def _band_reference(self, band: str) -> dict[str, Any]:
+    def _reference_candidates(self) -> dict[str, list[dict[str, Any]]]:
+        """Per band, :func:`_candidate_task` of its first ``reference_candidates`` frames."""
+        cfg = self.config
+        job = self._job()
+        out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for band in self.bands:
+            for rec in self._band_frames(band)[: cfg.reference_candidates]:
+                task = _CandidateTask(
+                    job=job,
+                    path=rec.path,
+                    threshold=cfg.threshold,
+                    background_box=cfg.background_box,
+                )
+                out[band].append(_candidate_task(task, self.calibration))
+        return out
+
+    def _band_reference(self, band: str, candidates: list[dict[str, Any]]) -> dict[str, Any]:
         """Reference frame, catalog, PSF shape and flux correction of one filter."""
-        from skyscene.background import estimate_background
-        from skyscene.detection import find_sources
         from skyscene.photometry import measure_flux_correction
-        from skyscene.psf import combine_shapes, estimate_psf_shape, moment_sizes
+        from skyscene.psf import combine_shapes
 
         cfg = self.config
         frames = self._band_frames(band)
         best, shapes, stars = None, [], []
         sizes: list[float] = []
         failures: list[str] = []
-        for rec in frames[: cfg.reference_candidates]:
-            try:
-                exp = _read(rec.path, cfg.profile, self.calibration, cfg.cosmic_rays)
-                bkg = estimate_background(exp.data, mask=exp.mask, box_size=cfg.background_box)
-                cat = find_sources(
-                    exp.data, mask=exp.mask, threshold=cfg.threshold, background=bkg, edge=10
-                )
-            except SkysceneError as exc:
-                log.info("%s: no catalog (%s)", rec.path, exc)
-                failures.append(_one_line(exc, rec.path))
+        for rec, res in zip(frames[: cfg.reference_candidates], candidates, strict=True):
+            if res["failure"] is not None:
+                failures.append(res["failure"])
+            if res["catalog"] is None:
                 continue
-            clean = cat[(cat["flag"] == 0)]
-            xy = np.c_[clean["x"], clean["y"]]
-            isolated = xy[_isolated(xy, 15.0)]
-            try:
-                shapes.append(estimate_psf_shape(exp.data, isolated, mask=exp.mask, half_size=8))
-            except DataError as exc:
-                log.info("%s: no PSF shape (%s)", rec.path, exc)
-                failures.append(_one_line(exc, rec.path))
-            sizes.extend(moment_sizes(exp.data - bkg.background, isolated, mask=exp.mask))
-            stars.append((exp, isolated))
+            cat, exp = res["catalog"], res["exposure"]
+            if res["shape"] is not None:
+                shapes.append(res["shape"])
+            sizes.extend(res["sizes"])
+            stars.append((exp, res["isolated"]))
             if best is None or len(cat) > len(best[1]):
                 best = (rec, cat, exp)
         if best is None or not shapes:
@@ -749,7 +818,33 @@ class Reducer:
         }
         if self.calibration is not None:
             options["shared"] = self.calibration
+        client = self._client()
+        if client is not None:
+            options["client"] = client
         return options
+
+    def _client(self):
+        """One Dask client for every step of this reducer (None when synchronous).
+
+        Starting a local cluster and importing the reduction in its workers takes
+        seconds: the reference candidates, the alignment and the photometry share one
+        (closed at the end of :meth:`photometry`, of a ``with`` block, or by :meth:`close`).
+        """
+        if self.config.scheduler == "synchronous":
+            return None
+        if self._dask is None:
+            stack = contextlib.ExitStack()
+            client = stack.enter_context(dask_client(self.config.scheduler))
+            self._dask = (stack, client, weakref.finalize(self, stack.close))
+        return self._dask[1]
+
+    def close(self) -> None:
+        """Close the Dask client of the steps (a later step makes a new one)."""
+        if self._dask is not None:
+            stack, _, finalizer = self._dask
+            self._dask = None
+            finalizer.detach()
+            stack.close()
 
     def _align_frames(self) -> None:
         cfg = self.config
@@ -875,8 +970,12 @@ class Reducer:
             ``lc_dir``, ``files``, ``band_files``, ``n_frames``, ``skipped`` and
             ``light_curves`` (per band, per source id, an astropy Table).
         """
-        with self.folder:
-            return self._photometry(photometer, local_background)
+        try:
+            with self.folder:
+                return self._photometry(photometer, local_background)
+        finally:
+            if not self._entered:
+                self.close()  # the last step: its workers are not needed any more
 
     def _photometry(self, photometer, local_background) -> ReductionResult:
         from skyscene.background import load_local_background
@@ -935,11 +1034,9 @@ class Reducer:
         written: list[Path] = []
         band_files: list[Path] = []
         lcs: dict[str, dict[int, Any]] = {}
-        location = self._location()
+        bmjd = self._bmjd(self._location())
         for band, rows in rows_by_band.items():
-            lcs[band] = self._light_curves(
-                band, rows, location, photometer=name, background=bkg_name
-            )
+            lcs[band] = self._light_curves(band, rows, bmjd, photometer=name, background=bkg_name)
             for sid, table in lcs[band].items():
                 written += write_table(table, lc_dir / f"{band}_source_{sid}.csv")
             band_files += write_table(
@@ -999,25 +1096,34 @@ class Reducer:
             ra, dec = float(c.ra.deg), float(c.dec.deg)
         return float(ra), float(dec)
 
-    def _light_curves(
-        self, band, rows, location, *, photometer: str = "", background: str = ""
-    ) -> dict[int, Any]:
-        from astropy import units as u
-        from astropy.table import Table
+    def _bmjd(self, location) -> dict[str, float]:
+        """BMJD(TDB) at mid-exposure of every frame, in one call (per frame path)."""
         from astropy.time import Time
 
         from skyscene.io.times import bmjd_tdb
+
+        frames = self.frames
+        ra, dec = self.field_coordinates()
+        values = bmjd_tdb(
+            Time([r.mjd_mid for r in frames], format="mjd", scale="utc"),
+            ra,
+            dec,
+            location=location,
+        )
+        return {r.path: float(v) for r, v in zip(frames, values, strict=True)}
+
+    def _light_curves(
+        self, band, rows, bmjd_of, *, photometer: str = "", background: str = ""
+    ) -> dict[int, Any]:
+        from astropy import units as u
+        from astropy.table import Table
+
         from skyscene.photometry import differential_photometry
 
         mjd = {r.path: r.mjd_mid for r in self.frames}
         rows = sorted(rows, key=lambda r: mjd[r["path"]])
         ra, dec = self.field_coordinates()
-        bmjd = bmjd_tdb(
-            Time([mjd[r["path"]] for r in rows], format="mjd", scale="utc"),
-            ra,
-            dec,
-            location=location,
-        )
+        bmjd = np.array([bmjd_of[r["path"]] for r in rows])
         stack = {
             c: np.array([r[c] for r in rows]).T
             for c in ("flux", "flux_err", "bkg", "bkg_err", "x", "y", "flags")
