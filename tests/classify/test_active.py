@@ -60,3 +60,36 @@ def test_score_with_spread_matches_score(fitted, toy):
     sym[0] = np.exp(-((xx - 15) ** 2 + (yy - 15) ** 2) / 8.0)
     assert score_with_spread(fitted, sym).spread[0] < 1e-6
     assert len(res.to_table()) == 20
+
+
+def test_exploration_interleaves_a_stable_random_share():
+    rng = np.random.default_rng(2)
+    n = 2000
+    rb = rng.uniform(0, 1, n)
+    spread = rng.uniform(0, 0.1, n)
+    keys = rng.permutation(10**6)[:n] + 10**9
+    mix = priority(rb, spread, 0.5)
+    p = priority(rb, spread, 0.5, keys=keys, config=ActiveConfig(explore=0.25))
+    assert np.all((p >= 0) & (p <= 1)) and np.unique(p).size == n  # a strict queue order
+    first = np.argsort(-p, kind="stable")[:400]
+    by_mix = set(np.argsort(-mix, kind="stable")[:300].tolist())
+    # the first 400 of the queue: the 300 best by uncertainty/disagreement, 100 others
+    assert by_mix <= set(first.tolist())
+    others = np.setdiff1d(first, list(by_mix))
+    assert others.size == 100
+    # the exploration picks are spread over the whole score range, not near the threshold
+    assert np.mean(mix[others]) < np.mean(mix[list(by_mix)]) - 0.2
+    # stable: a candidate keeps its random rank whatever the other rows
+    half = priority(rb[:1000], spread[:1000], 0.5, keys=keys[:1000], config=ActiveConfig(explore=1))
+    full = priority(rb, spread, 0.5, keys=keys, config=ActiveConfig(explore=1))
+    np.testing.assert_array_equal(
+        np.argsort(-half, kind="stable"), np.argsort(-full[:1000], kind="stable")
+    )
+    sel = select_candidates(rb, spread, 0.5, 400, keys=keys, config=ActiveConfig(explore=0.25))
+    np.testing.assert_array_equal(np.sort(sel.index), np.sort(first))
+    with pytest.raises(DataError, match="keys must be"):
+        priority(rb, spread, 0.5, keys=keys[:5], config=ActiveConfig(explore=0.5))
+    with pytest.raises(ParameterError, match="explore"):
+        ActiveConfig(explore=1.5)
+    # explore = 0 (the default) is the uncertainty/disagreement mix itself
+    np.testing.assert_array_equal(priority(rb, spread, 0.5, keys=keys), mix)

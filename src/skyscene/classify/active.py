@@ -50,16 +50,27 @@ class ActiveConfig:
         Weight of the flip/rotation disagreement, [0, 1].
     spread_scale : float
         Spread (std of 8 probabilities) that counts as full disagreement, (0, 0.5].
+    explore : float
+        Share of the queue given to exploration, [0, 1]: the queue interleaves the
+        candidates by uncertainty/disagreement with candidates in a pseudo-random order
+        (a hash of each candidate's key), so that about ``explore`` of any first ``k``
+        are random picks (see :func:`priority`). 0: no exploration.
+    explore_seed : int
+        Seed of the exploration order.
     """
 
     width: float = 1.0
     spread_weight: float = 0.5
     spread_scale: float = 0.25
+    explore: float = 0.0
+    explore_seed: int = 0
 
     def __post_init__(self) -> None:
         check_positive("ActiveConfig.width", self.width)
         check_range("ActiveConfig.spread_weight", self.spread_weight, low=0, high=1)
         check_range("ActiveConfig.spread_scale", self.spread_scale, low=1e-6, high=0.5)
+        check_range("ActiveConfig.explore", self.explore, low=0, high=1)
+        check_int("ActiveConfig.explore_seed", self.explore_seed, low=0)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -70,8 +81,31 @@ def _logit(p: Any) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
-def priority(rb, spread, threshold: float, *, config: ActiveConfig | None = None) -> np.ndarray:
+def _hash_uniform(keys: np.ndarray, seed: int) -> np.ndarray:
+    """Uniform [0, 1) numbers from integer keys (splitmix64): the same key and seed give
+    the same number on every call, whatever the other keys."""
+    with np.errstate(over="ignore"):
+        z = keys.astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(2**53)
+
+
+def priority(
+    rb, spread, threshold: float, *, keys=None, config: ActiveConfig | None = None
+) -> np.ndarray:
     """Labelling priority (N,) in [0, 1] of scores ``rb`` with ``spread`` (see module).
+
+    With ``config.explore`` = e > 0 the priority is a queue position instead: a
+    candidate's rank ``r_p`` by the uncertainty/disagreement mix and its rank ``r_u``
+    in a pseudo-random order (a hash of its key) place it at ``min(r_p / (1 - e), r_u /
+    e)``; its position ``q`` (0 first) in that order gives ``1 - q / N``, so that
+    sorting by priority interleaves the two orders, a share ``1 - e`` from the first
+    and ``e`` from the second (each candidate once). ``keys`` (N,
+    integers, e.g. candids; default the row numbers) make the random order stable
+    across calls.
 
     Parameters
     ----------
@@ -104,7 +138,25 @@ def priority(rb, spread, threshold: float, *, config: ActiveConfig | None = None
         if not np.isfinite(spread).all():
             raise DataError("spread: values contain NaN or infinity")
         disagreement = np.minimum(1.0, spread / cfg.spread_scale)
-    return (1 - cfg.spread_weight) * uncertainty + cfg.spread_weight * disagreement
+    mix = (1 - cfg.spread_weight) * uncertainty + cfg.spread_weight * disagreement
+    if cfg.explore == 0 or mix.size == 0:
+        return mix
+    keys = np.arange(mix.size) if keys is None else np.asarray(keys).ravel()
+    if keys.shape != mix.shape or keys.dtype.kind not in "iu":
+        raise DataError(f"keys must be {mix.size} integers, got {keys.dtype} {keys.shape}")
+    n = mix.size
+    rank_mix = np.empty(n)
+    rank_mix[np.lexsort((keys, -mix))] = np.arange(n)
+    rank_random = np.empty(n)
+    rank_random[np.argsort(_hash_uniform(keys, cfg.explore_seed), kind="stable")] = np.arange(n)
+    with np.errstate(divide="ignore"):
+        by_mix = rank_mix / (1 - cfg.explore) if cfg.explore < 1 else np.full(n, np.inf)
+    by_random = rank_random / cfg.explore
+    position = np.minimum(by_mix, by_random)
+    source = (by_random < by_mix).astype(np.int64)  # ties: the mix's candidate first
+    queue = np.empty(n)
+    queue[np.lexsort((keys, source, position))] = np.arange(n)
+    return 1.0 - queue / n
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -221,18 +273,28 @@ class ActiveSelector:
     ``ActiveSelector(config)(rb, spread, threshold, k, method=..., exclude=..., rng=...)``;
     ``method="priority"`` takes the ``k`` highest priorities (ties by row), ``"random"``
     ``k`` rows uniformly (the baseline). ``exclude`` (bool mask or rows) are already
-    labelled and never chosen.
+    labelled and never chosen; ``keys`` (e.g. candids) fix the exploration order of
+    ``config.explore``.
     """
 
     def __init__(self, config: ActiveConfig | None = None):
         self.config = config or ActiveConfig()
 
     def __call__(
-        self, rb, spread, threshold: float, k: int, *, method: str = "priority", exclude=None, rng=0
+        self,
+        rb,
+        spread,
+        threshold: float,
+        k: int,
+        *,
+        method: str = "priority",
+        exclude=None,
+        rng=0,
+        keys=None,
     ) -> Selection:
         check_choice("method", method, ("priority", "random"))
         check_int("k", k, low=0)
-        p = priority(rb, spread, threshold, config=self.config)
+        p = priority(rb, spread, threshold, keys=keys, config=self.config)
         allowed = np.ones(p.size, bool)
         if exclude is not None:
             exclude = np.asarray(exclude)
@@ -261,7 +323,10 @@ def select_candidates(
     method: str = "priority",
     exclude=None,
     rng=0,
+    keys=None,
     config: ActiveConfig | None = None,
 ) -> Selection:
     """Function twin of :class:`ActiveSelector`."""
-    return ActiveSelector(config)(rb, spread, threshold, k, method=method, exclude=exclude, rng=rng)
+    return ActiveSelector(config)(
+        rb, spread, threshold, k, method=method, exclude=exclude, rng=rng, keys=keys
+    )
