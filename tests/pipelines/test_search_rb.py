@@ -105,6 +105,17 @@ def test_drb_in_table_alerts_and_scores_table(scored_run):
     assert {(r[1], r[2]) for r in stored} == {(clf.model_name_, clf.model_version_)}
     by_candid = {r[0]: r[3] for r in stored}
     np.testing.assert_allclose([by_candid[int(c)] for c in table["candid"]], drb, rtol=0, atol=0)
+    # the review queue's priority, from the score and the model's threshold
+    from skyscene.classify.active import priority
+
+    with sqlite3.connect(out / "skyscene.db") as con:
+        stored_priority = dict(con.execute("SELECT candid, priority FROM scores").fetchall())
+    np.testing.assert_allclose(
+        [stored_priority[int(c)] for c in table["candid"]],
+        priority(drb, None, clf.threshold_),
+        rtol=0,
+        atol=1e-12,
+    )
     config = json.loads((out / "config.json").read_text())["search"]
     assert config["model_version"] == clf.model_version_ and config["model"] == "default"
     summary_json = json.loads((out / "summary.json").read_text())

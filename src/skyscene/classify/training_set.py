@@ -398,7 +398,7 @@ def label_candidates(
 
 def match_details(xpos, ypos, truth: Mapping[str, Any], *, real_kinds=REAL_KINDS) -> dict:
     """Per candidate: ``truth_dist`` (distance to the nearest real-kind truth entry),
-    ``truth_snr`` (that entry's theoretical |S/N| of the change, NaN where the truth has
+    ``truth_snr`` (that entry's absolute theoretical S/N of the change, NaN where the truth has
     no ``snr``) and ``artefact_dist`` (distance to the nearest other truth entry,
     segments by their nearest point); ``inf`` where there is none. Recorded as features
     so that the labelling rules (:func:`apply_label_rules`) can be applied to a set."""
@@ -443,7 +443,7 @@ def ambiguous_rows(
     The labelling rules (docs/classify.md "Labels"):
 
     ``faint``
-        Matched to an injected real source whose true (theoretical) |S/N| is below the
+        Matched to an injected real source whose true (theoretical) absolute S/N is below the
         detection ``threshold``: it was found only because noise pushed it up, and at
         that S/N it is not distinguishable from a noise peak.
     ``blended``

@@ -727,9 +727,16 @@ def _search_task(task: _PairTask) -> dict[str, Any]:
                 drb = score_candidates(classifier, table.cutouts, source=f"pair {task.pair_id}")
                 columns["drb"] = drb
                 columns["drbversion"] = np.full(drb.size, classifier.model_version_)
+                # the review queue's order from the score alone (no flip/rotation
+                # spread here: that costs 8 network passes; `skyscene rb rescore` adds it)
+                from skyscene.classify.active import priority
+
                 record["scores"] = {
                     "model_name": classifier.model_name_,
                     "model_version": classifier.model_version_,
+                    "priority": [
+                        float(v) for v in priority(drb, None, float(classifier.threshold_))
+                    ],
                 }
                 timings["score"] = time.perf_counter() - t
             t = time.perf_counter()
@@ -881,6 +888,7 @@ class _Consumer:
                 [float(v) for v in scores["score"]],
                 model_name=scores["model_name"],
                 model_version=scores["model_version"],
+                priorities=scores.get("priority"),
             )
         rec["objectId"] = [object_ids[c] for c in candid]
         rec["ingested"] = ingest.inserted
