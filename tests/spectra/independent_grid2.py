@@ -65,14 +65,15 @@ class SahaVoigtModel:
         return cont * np.exp(-tau)
 
 
-def build_grid(model: SahaVoigtModel | None = None, *, dv: float = 2.0):
-    """The 7 × 3 × 3 grid (raw flux, unbroadened) as a :class:`SpectralGrid`."""
+def build_grid(model: SahaVoigtModel | None = None, *, dv: float = 2.0, teff=TEFF):
+    """The 7 × 3 × 3 grid (raw flux, unbroadened) as a :class:`SpectralGrid`; ``teff``
+    other Teff nodes (the diagnosis of issue 15 refines them to 250 K)."""
     from skyscene.spectra import SpectralGrid
 
     model = model or SahaVoigtModel()
     wl = fine_wavelength(dv, model.wl_range)
     params, flux = [], []
-    for t in TEFF:
+    for t in teff:
         for g in LOGG:
             for z in FEH:
                 params.append((t, g, z))

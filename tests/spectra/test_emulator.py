@@ -94,3 +94,24 @@ def test_errors_are_named(grid3d, irregular_grid):
         grid3d.emulator()((6100.0, 4.5, 0.0))
     with pytest.raises(ParameterError, match=r"the grid is not regular"):
         SpectralEmulator(irregular_grid)
+
+
+def test_metallicity_axis_is_interpolated_in_the_abundance():
+    """ln F linear in 10^[Fe/H] (line opacity ∝ abundance) is reproduced exactly between
+    3 [Fe/H] nodes 0.5 dex apart by the default feh_coordinate="abundance" (quadratic
+    spline in 10^[Fe/H]); in dex ("dex", the former behaviour) it is not."""
+    from skyscene.spectra import SpectralGrid
+
+    wl = np.linspace(5000.0, 5010.0, 64)
+    depth = 0.3 * np.exp(-0.5 * ((wl - 5005.0) / 0.5) ** 2)
+    feh = (-0.5, 0.0, 0.5)
+    params = [(t, 4.5, z) for t in (4000.0, 4500.0) for z in feh]
+    flux = np.array([1e3 / t * np.exp(-depth * 10**z) for t, _, z in params])
+    grid = SpectralGrid(wl, params, flux, names=("Teff", "logg", "FeH"))
+    exact = np.log(1e3 / 4000.0) - depth * 10**-0.27
+    abundance = SpectralEmulator(grid).log_flux((4000.0, 4.5, -0.27))
+    dex = SpectralEmulator(grid, feh_coordinate="dex").log_flux((4000.0, 4.5, -0.27))
+    assert np.abs(abundance - exact).max() < 1e-6
+    assert np.abs(dex - exact).max() > 1e-3
+    with pytest.raises(ParameterError, match="feh_coordinate"):
+        SpectralEmulator(grid, feh_coordinate="log")

@@ -28,6 +28,7 @@ BOUNDS = dict(resolution=R, rv_bounds=(-50.0, 50.0), vsini_bounds=(0.0, 30.0))
 MIXTURE_PARAMS = [
     "continuum_degree",
     "emulator_tolerance",
+    "feh_coordinate",
     "flux_ratio",
     "grid",
     "interpolation",
@@ -37,6 +38,7 @@ MIXTURE_PARAMS = [
     "resolution",
     "rv_bounds",
     "shared",
+    "teff_boundary",
     "vsini_bounds",
 ]
 

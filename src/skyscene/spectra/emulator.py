@@ -39,7 +39,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from skyscene.errors import ParameterError, SkysceneWarning
-from skyscene.spectra.interpolate import CubicSplineInterpolator, is_temperature_name
+from skyscene.spectra.interpolate import (
+    BOUNDARIES,
+    CubicSplineInterpolator,
+    axis_transforms,
+    check_feh_coordinate,
+    is_temperature_name,
+)
 
 __all__ = ["SpectralEmulator"]
 
@@ -61,6 +67,15 @@ class SpectralEmulator:
         Upper limit on the number of eigenspectra (evaluation cost ∝ this number);
         if it binds, :attr:`max_residual_` exceeds ``tolerance`` and a
         :class:`~skyscene.errors.SkysceneWarning` is issued.
+    teff_boundary : {"not-a-knot", "natural"}, optional
+        End condition of the weight splines along the temperature axis (in 1/Teff):
+        "not-a-knot" (default) or "natural" (zero curvature at the end nodes); mostly the
+        end intervals change. On the 500 K second independent grid of issue 15 it leaves
+        the fitted c and T₂ as they are (docs/spectra.md).
+    feh_coordinate : {"abundance", "dex"}, optional
+        Coordinate of the metallicity axis ([Fe/H], [M/H]) for the weight splines:
+        "abundance" (default): 10^[Fe/H], in which line opacities, hence ln F of
+        absorption lines, are linear; "dex": [Fe/H] itself (the former behaviour).
 
     Attributes
     ----------
@@ -93,7 +108,19 @@ class SpectralEmulator:
     ((256,), True)
     """
 
-    def __init__(self, grid, *, tolerance: float = 1e-6, max_components: int | None = None):
+    def __init__(
+        self,
+        grid,
+        *,
+        tolerance: float = 1e-6,
+        max_components: int | None = None,
+        teff_boundary: str = "not-a-knot",
+        feh_coordinate: str = "abundance",
+    ):
+        self.feh_coordinate = check_feh_coordinate(feh_coordinate)
+        if teff_boundary not in BOUNDARIES:
+            raise ParameterError(f"teff_boundary={teff_boundary!r}: choose one of {BOUNDARIES}")
+        self.teff_boundary = teff_boundary
         if not tolerance > 0:
             raise ParameterError(f"tolerance={tolerance!r} must be positive")
         if max_components is not None and max_components < 1:
@@ -125,9 +152,14 @@ class SpectralEmulator:
                 stacklevel=2,
             )
         shape = tuple(a.size for a in grid.axes)
-        transforms = [np.reciprocal if is_temperature_name(n) else None for n in grid.names]
+        transforms = axis_transforms(grid.names, feh_coordinate=feh_coordinate)
+        boundaries = [teff_boundary if is_temperature_name(n) else "not-a-knot" for n in grid.names]
         self._weights = CubicSplineInterpolator(
-            grid.axes, weights.reshape((*shape, n_keep)), names=grid.names, transforms=transforms
+            grid.axes,
+            weights.reshape((*shape, n_keep)),
+            names=grid.names,
+            transforms=transforms,
+            boundaries=boundaries,
         )
         log.info(
             "spectral emulator of %s: %d eigenspectra, node residual %.1e in ln F",

@@ -35,6 +35,7 @@ from skyscene.errors import ParameterError
 from skyscene.spectra.interpolate import (
     CubicSplineInterpolator,
     RegularGridInterpolator,
+    axis_transforms,
     is_temperature_name,
 )
 
@@ -81,6 +82,10 @@ class MeanFluxRatio:
         Interpolate in 1/Teff along the temperature axis (default True).
     cubic : bool, optional
         Tensor-product cubic splines (default) rather than multilinear interpolation.
+    teff_boundary : {"natural", "not-a-knot"}, optional
+        End condition of the cubic spline along the temperature axis (as the emulator's).
+    feh_coordinate : {"abundance", "dex"}, optional
+        Metallicity coordinate (as the emulator's): 10^[Fe/H] (default) or [Fe/H].
 
     Examples
     --------
@@ -102,17 +107,27 @@ class MeanFluxRatio:
         log: bool = True,
         inverse_temperature: bool = True,
         cubic: bool = True,
+        teff_boundary: str = "not-a-knot",
+        feh_coordinate: str = "abundance",
     ):
         self.log = log
         s = order_mean_flux(grid, wavelength_ranges)
         values = np.log(s) if log else s
         cube = values[grid._cube_order()].reshape((*(a.size for a in grid.axes), s.shape[1]))
-        transforms = [
-            (np.reciprocal if inverse_temperature and is_temperature_name(n) else None)
-            for n in grid.names
-        ]
-        cls = CubicSplineInterpolator if cubic else RegularGridInterpolator
-        self._interp = cls(grid.axes, cube, names=grid.names, transforms=transforms)
+        transforms = axis_transforms(
+            grid.names, inverse_temperature=inverse_temperature, feh_coordinate=feh_coordinate
+        )
+        if cubic:
+            boundaries = [
+                teff_boundary if is_temperature_name(n) else "not-a-knot" for n in grid.names
+            ]
+            self._interp = CubicSplineInterpolator(
+                grid.axes, cube, names=grid.names, transforms=transforms, boundaries=boundaries
+            )
+        else:
+            self._interp = RegularGridInterpolator(
+                grid.axes, cube, names=grid.names, transforms=transforms
+            )
 
     def log_mean_flux(self, theta: Sequence[float]) -> np.ndarray:
         """Interpolated ln s_m(θ) of each order, shape (n_orders,) (``log=True`` only)."""

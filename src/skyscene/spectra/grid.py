@@ -45,7 +45,7 @@ class _GridCache:
     def __init__(self) -> None:
         self.cube: np.ndarray | None = None
         self.interpolator = None
-        self.emulators: dict[tuple[float, int | None], object] = {}
+        self.emulators: dict[tuple[float, int | None, str, str], object] = {}
         self.log_uniform: SpectralGrid | None = None
 
 
@@ -228,19 +228,30 @@ class SpectralGrid:
             self._cache.interpolator = SpectrumInterpolator(self)
         return self._cache.interpolator
 
-    def emulator(self, *, tolerance: float = 1e-6, max_components: int | None = None):
+    def emulator(
+        self,
+        *,
+        tolerance: float = 1e-6,
+        max_components: int | None = None,
+        teff_boundary: str = "not-a-knot",
+        feh_coordinate: str = "abundance",
+    ):
         """The :class:`~skyscene.spectra.emulator.SpectralEmulator` of this grid (cached).
 
         Built on first use (one SVD of the ln-flux matrix, seconds for ~700 × 16384)
         and returned by later calls with the same settings.
         """
-        key = (float(tolerance), max_components)
+        key = (float(tolerance), max_components, teff_boundary, feh_coordinate)
         emulators = self._cache.emulators
         if key not in emulators:
             from skyscene.spectra.emulator import SpectralEmulator
 
             emulators[key] = SpectralEmulator(
-                self, tolerance=tolerance, max_components=max_components
+                self,
+                tolerance=tolerance,
+                max_components=max_components,
+                teff_boundary=teff_boundary,
+                feh_coordinate=feh_coordinate,
             )
         return emulators[key]
 

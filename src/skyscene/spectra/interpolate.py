@@ -34,17 +34,58 @@ __all__ = [
     "CubicSplineInterpolator",
     "RegularGridInterpolator",
     "SpectrumInterpolator",
+    "axis_transforms",
+    "is_metallicity_name",
     "is_temperature_name",
 ]
 
 log = logging.getLogger(__name__)
 
+BOUNDARIES = ("not-a-knot", "natural")
 _TEMPERATURE_NAMES = {"teff", "t_eff", "temperature", "temp"}
 
 
 def is_temperature_name(name: str) -> bool:
     """Whether a grid parameter name denotes the effective temperature (case-insensitive)."""
     return name.lower() in _TEMPERATURE_NAMES
+
+
+_METALLICITY_NAMES = {"feh", "[fe/h]", "fe_h", "mh", "[m/h]", "m_h", "metallicity"}
+FEH_COORDINATES = ("abundance", "dex")
+
+
+def is_metallicity_name(name: str) -> bool:
+    """Whether a grid parameter name denotes a logarithmic metallicity ([Fe/H], [M/H])."""
+    return name.lower() in _METALLICITY_NAMES
+
+
+def check_feh_coordinate(value: str) -> str:
+    """``value`` if it is one of :data:`FEH_COORDINATES`, else a :class:`ParameterError`."""
+    if value not in FEH_COORDINATES:
+        raise ParameterError(f"feh_coordinate={value!r}: choose one of {FEH_COORDINATES}")
+    return value
+
+
+def _abundance(feh):
+    return np.power(10.0, feh)
+
+
+def axis_transforms(
+    names: Sequence[str], *, inverse_temperature: bool = True, feh_coordinate: str = "abundance"
+) -> list:
+    """Per-axis spline coordinates of a stellar grid: 1/Teff for the temperature and,
+    with ``feh_coordinate="abundance"``, 10^[Fe/H] for the metallicity (line opacities,
+    hence ln F of absorption lines, are linear in the abundance); identity otherwise."""
+    check_feh_coordinate(feh_coordinate)
+    out = []
+    for n in names:
+        if inverse_temperature and is_temperature_name(n):
+            out.append(np.reciprocal)
+        elif feh_coordinate == "abundance" and is_metallicity_name(n):
+            out.append(_abundance)
+        else:
+            out.append(None)
+    return out
 
 
 class RegularGridInterpolator:
@@ -176,7 +217,10 @@ class RegularGridInterpolator:
 
 
 class _CardinalCubic:
-    """Cardinal weights L_j(x) of the not-a-knot cubic spline through n nodes on one axis.
+    """Cardinal weights L_j(x) of the cubic spline through n nodes on one axis.
+
+    ``boundary``: "not-a-knot" (default) or "natural" (zero second derivative at the
+    end nodes; used with n >= 4 nodes, else as "not-a-knot").
 
     The interpolating spline of node values y is s(x) = Σ_j L_j(x) y_j, where L_j is the
     spline through the unit vector e_j. Each L_j is stored per interval as a cubic in
@@ -184,16 +228,21 @@ class _CardinalCubic:
     3 nodes the spline degree drops to 1 or 2; with one node the weight is 1.
     """
 
-    def __init__(self, nodes: np.ndarray):
+    def __init__(self, nodes: np.ndarray, boundary: str = "not-a-knot"):
         from scipy.interpolate import make_interp_spline
 
+        if boundary not in BOUNDARIES:
+            raise ParameterError(f"boundary={boundary!r}: choose one of {BOUNDARIES}")
         self.nodes = nodes
         self._node_list = nodes.tolist()
         n = nodes.size
         if n == 1:
             self.coef = None
             return
-        spline = make_interp_spline(nodes, np.eye(n), k=min(3, n - 1))
+        if boundary == "natural" and n >= 4:
+            spline = make_interp_spline(nodes, np.eye(n), k=3, bc_type="natural")
+        else:
+            spline = make_interp_spline(nodes, np.eye(n), k=min(3, n - 1))
         mid = 0.5 * (nodes[:-1] + nodes[1:])
         # Taylor coefficients about each interval's midpoint: exact for a cubic piece
         self.mid = mid
@@ -226,8 +275,9 @@ class CubicSplineInterpolator(RegularGridInterpolator):
     """Tensor-product cubic-spline interpolation of values tabulated on a regular grid.
 
     Same parameters and errors as :class:`RegularGridInterpolator`. Along each axis the
-    not-a-knot cubic spline through the nodes (in the transformed coordinate, e.g.
-    1/Teff) is used; axes with 2 or 3 nodes fall back to linear or quadratic splines.
+    cubic spline through the nodes (in the transformed coordinate, e.g. 1/Teff) is used,
+    with the end conditions of ``boundaries`` (per axis, "not-a-knot" by default, or
+    "natural"); axes with 2 or 3 nodes fall back to linear or quadratic splines.
 
     Notes
     -----
@@ -247,9 +297,17 @@ class CubicSplineInterpolator(RegularGridInterpolator):
     15.625
     """
 
-    def __init__(self, axes, values, *, names, transforms=None):
+    def __init__(self, axes, values, *, names, transforms=None, boundaries=None):
         super().__init__(axes, values, names=names, transforms=transforms)
-        self._cardinal = tuple(_CardinalCubic(nodes) for nodes in self._nodes)
+        boundaries = tuple(boundaries) if boundaries is not None else ("not-a-knot",) * len(names)
+        if len(boundaries) != len(self._nodes):
+            raise ParameterError(
+                f"boundaries: expected {len(self._nodes)} values, got {len(boundaries)}"
+            )
+        self.boundaries = boundaries
+        self._cardinal = tuple(
+            _CardinalCubic(nodes, b) for nodes, b in zip(self._nodes, boundaries, strict=True)
+        )
 
     def weights(self, point: Sequence[float]) -> np.ndarray:
         """Weights of all grid nodes (flattened, C order of the axes) at ``point``; sum 1."""

@@ -46,7 +46,12 @@ from skyscene.spectra.broadening import (
     rotational_transfer,
 )
 from skyscene.spectra.fluxratio import MeanFluxRatio, make_flux_ratio, order_mean_flux
-from skyscene.spectra.interpolate import RegularGridInterpolator, is_temperature_name
+from skyscene.spectra.interpolate import (
+    BOUNDARIES,
+    FEH_COORDINATES,
+    RegularGridInterpolator,
+    is_temperature_name,
+)
 
 __all__ = [
     "MixtureModel",
@@ -116,6 +121,10 @@ class SpectralFitConfig:
         Grid spectra between nodes.
     emulator_tolerance : float
         > 0, the largest ln F error at the nodes allowed by the eigenspectrum truncation.
+    teff_boundary : {"not-a-knot", "natural"}
+        End condition of the emulator's and ln s_m's cubic splines along 1/Teff.
+    feh_coordinate : {"abundance", "dex"}
+        Spline coordinate of the metallicity axis: 10^[Fe/H] (default) or [Fe/H].
     limb_darkening : float
         ε in [0, 1] of the rotational profile.
     n_starts : int
@@ -141,6 +150,8 @@ class SpectralFitConfig:
     flux_ratio: str = "grid"
     interpolation: str = "emulator"
     emulator_tolerance: float = 1e-6
+    teff_boundary: str = "not-a-knot"
+    feh_coordinate: str = "abundance"
     limb_darkening: float = 0.6
     n_starts: int = 3
     maxiter: int = 500
@@ -205,6 +216,18 @@ class SpectralFitConfig:
                 min=0,
             )
         set_(self, "emulator_tolerance", float(check_finite(f"{name}.emulator_tolerance", tol)))
+        if self.teff_boundary not in BOUNDARIES:
+            raise ParameterError(
+                f"teff_boundary={self.teff_boundary!r}: choose one of {BOUNDARIES}",
+                name=f"{name}.teff_boundary",
+                value=self.teff_boundary,
+            )
+        if self.feh_coordinate not in FEH_COORDINATES:
+            raise ParameterError(
+                f"feh_coordinate={self.feh_coordinate!r}: choose one of {FEH_COORDINATES}",
+                name=f"{name}.feh_coordinate",
+                value=self.feh_coordinate,
+            )
         set_(
             self,
             "limb_darkening",
@@ -674,7 +697,11 @@ class _SpectrumModel(EstimatorParams):
         self.orders_ = np.unique(labels)
         emulator = None
         if self.config_.interpolation == "emulator":
-            emulator = grid.emulator(tolerance=self.config_.emulator_tolerance)
+            emulator = grid.emulator(
+                tolerance=self.config_.emulator_tolerance,
+                teff_boundary=self.config_.teff_boundary,
+                feh_coordinate=self.config_.feh_coordinate,
+            )
         self._emulator = emulator
         self.emulator_ = emulator
         self._orders = []
@@ -713,7 +740,13 @@ class _SpectrumModel(EstimatorParams):
             )
             ranges.append((lo, hi))
         self._ranges = ranges
-        self._mean_flux = MeanFluxRatio(grid, ranges)  # ln s_m(θ), cubic in 1/Teff
+        # ln s_m(θ), cubic in 1/Teff
+        self._mean_flux = MeanFluxRatio(
+            grid,
+            ranges,
+            teff_boundary=self.config_.teff_boundary,
+            feh_coordinate=self.config_.feh_coordinate,
+        )
         self._ratio = None
         if self.n_components == 2:
             self._ratio = (
@@ -1360,6 +1393,15 @@ class MixtureModel(_SpectrumModel):
         spectra, error ~0.1–1 %; kept as a reference — it biases fits at S/N ≳ 50).
     emulator_tolerance : float
         Largest error of ln F at the nodes allowed by the eigenspectrum truncation.
+    teff_boundary : {"not-a-knot", "natural"}
+        End condition of the emulator's and the mean flux's cubic splines along 1/Teff:
+        "not-a-knot" (default) or "natural" (zero curvature at the end nodes).
+    feh_coordinate : {"abundance", "dex"}
+        Spline coordinate of the metallicity axis of the emulator and of ln s_m:
+        "abundance" (default), 10^[Fe/H], in which line opacities and so ln F of the
+        lines are linear; "dex", [Fe/H] itself (the former behaviour; on the coarse
+        [Fe/H] steps of the independent grids of issue 15 it biased the fitted [Fe/H],
+        not c or the temperatures; docs/spectra.md).
     limb_darkening : float
         ε of the rotational profile.
     n_starts : int
@@ -1441,6 +1483,8 @@ class MixtureModel(_SpectrumModel):
         flux_ratio: str = "grid",
         interpolation: str = "emulator",
         emulator_tolerance: float = 1e-6,
+        teff_boundary: str = "not-a-knot",
+        feh_coordinate: str = "abundance",
         limb_darkening: float = 0.6,
         n_starts: int = 3,
         maxiter: int = 500,
@@ -1454,6 +1498,8 @@ class MixtureModel(_SpectrumModel):
         self.flux_ratio = flux_ratio
         self.interpolation = interpolation
         self.emulator_tolerance = emulator_tolerance
+        self.teff_boundary = teff_boundary
+        self.feh_coordinate = feh_coordinate
         self.limb_darkening = limb_darkening
         self.n_starts = n_starts
         self.maxiter = maxiter
@@ -1479,6 +1525,8 @@ class SingleComponentModel(_SpectrumModel):
         rv_bounds: tuple[float, float] = (-200.0, 200.0),
         interpolation: str = "emulator",
         emulator_tolerance: float = 1e-6,
+        teff_boundary: str = "not-a-knot",
+        feh_coordinate: str = "abundance",
         limb_darkening: float = 0.6,
         n_starts: int = 1,
         maxiter: int = 500,
@@ -1490,6 +1538,8 @@ class SingleComponentModel(_SpectrumModel):
         self.rv_bounds = rv_bounds
         self.interpolation = interpolation
         self.emulator_tolerance = emulator_tolerance
+        self.teff_boundary = teff_boundary
+        self.feh_coordinate = feh_coordinate
         self.limb_darkening = limb_darkening
         self.n_starts = n_starts
         self.maxiter = maxiter
