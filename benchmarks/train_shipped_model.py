@@ -5,18 +5,22 @@
 
 Steps (every seed fixed; docs/classify.md "The shipped model" lists the figures):
 
-1. ``data``: ``skyscene rb make-training rb_train_raw.h5 --n-pairs 200 --size 1024
-   --seed 13001`` (the search simulator's default conditions), then at most
-   ``CAP`` candidates per (pair, bogus kind) are kept (seeded): bad columns, trails,
-   cosmic rays and noise peaks break into tens of near-identical peaks per pair.
-2. ``heldout``: other seeds **and other conditions**: 40 pairs of 1024² with worse
-   seeing, brighter sky and shallower science images than anything in training
-   (:data:`HELDOUT_CONDITIONS`), through the same pipeline (ZOGY → find → cut → label),
-   kept whole (``rb_heldout_raw.h5``) and capped like the training set
-   (``rb_heldout.h5``); and the independent cross-check set
-   ``simulate_crosscheck_triplets(10000, rng=13)`` (``rb_crosscheck.h5``).
-3. ``train``: ``skyscene rb train rb_train.h5 --out src/skyscene/classify/data/rb_compact_v1.pt
-   --arch compact --epochs 15 --patience 4 --seed 0 --threads 2``.
+1. ``data``: ``skyscene rb make-training rb_train_raw.h5 --n-pairs 240 --size 1024
+   --seed 13002 --conditions banded`` (the search simulator's default conditions or,
+   per condition and pair with probability 1/2, a wider band beyond them:
+   ``skyscene.classify.training_set.WIDE_BANDS``), then at most ``CAP`` candidates per
+   (pair, bogus kind, sign) are kept (seeded): bad columns, trails, cosmic rays and
+   noise peaks break into tens of near-identical peaks per pair.
+2. ``heldout``: other seeds **and other conditions**: 40 pairs of 1024² in the gap
+   between the two training bands (:data:`HELDOUT_CONDITIONS`: worse seeing, brighter
+   sky and shallower science images than the default ranges, better than the wide
+   band), through the same pipeline (ZOGY → find → cut → label), kept whole
+   (``rb_heldout_raw.h5``) and capped like the training set (``rb_heldout.h5``); and
+   the independent cross-check set ``simulate_crosscheck_triplets(10000, rng=13)``
+   (``rb_crosscheck.h5``).
+3. ``train``: ``skyscene rb train rb_train.h5 --out
+   src/skyscene/classify/data/rb_compact_snr_v2.pt --arch compact --inputs snr
+   --epochs 20 --patience 4 --seed 0 --threads 1``.
 4. ``evaluate``: ``skyscene rb evaluate`` on the three test sets, and ``skyscene rb score``
    on the six real ZTF alerts (skyscene's rb beside ZTF's rb and drb).
 """
@@ -32,25 +36,29 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = ROOT / "src" / "skyscene" / "classify" / "data" / "rb_compact_v1.pt"
+MODEL = ROOT / "src" / "skyscene" / "classify" / "data" / "rb_compact_snr_v2.pt"
 #: The shipped default: the fast network (docs/classify.md "Speed").
 ARCH = "compact"
+#: Inputs: the braai cutouts and the same in noise units (docs/classify.md "Models").
+INPUTS = "snr"
 ZTF = ROOT.parent / "shared" / "data" / "ztf_alerts"
 SKYSCENE = [sys.executable, "-m", "skyscene.cli"]
 
 #: Most candidates kept per (pair, bogus kind); reals are all kept.
 CAP = 8
-TRAIN = {"n_pairs": 160, "size": 1024, "seed": 13001}
+TRAIN = {"n_pairs": 240, "size": 1024, "seed": 13002, "conditions": "banded"}
 HELDOUT = {"n_pairs": 40, "size": 1024, "seed": 27001}
-#: Held-out observing conditions, outside the training ranges (science FWHM 2.5-6 px,
-#: reference 2-4 px, science sky 200-3000, flux ratio 0.5-1.5).
+#: Held-out observing conditions, outside the training ranges: beyond the search
+#: simulator's defaults (science FWHM 2.5-6 px, reference 2-4 px, science sky 200-3000,
+#: flux ratio 0.5-1.5) and short of ``WIDE_BANDS`` (FWHM 7.5-9.5 / 5-6.5 px, sky
+#: 6000-12000, flux ratio 0.2-0.35).
 HELDOUT_CONDITIONS = {
     "science_fwhm": (6.0, 7.5),
     "reference_fwhm": (4.0, 5.0),
     "science_sky": (3000.0, 6000.0),
     "flux_ratio": (0.35, 0.5),
 }
-EPOCHS, PATIENCE, TRAIN_SEED, THREADS = 15, 4, 0, 2
+EPOCHS, PATIENCE, TRAIN_SEED, THREADS = 20, 4, 0, 1
 CROSSCHECK_N, CROSSCHECK_SEED = 10000, 13
 
 
@@ -92,7 +100,8 @@ def step_data(work: Path) -> None:
     raw = work / "rb_train_raw.h5"
     if not raw.exists():
         _run("rb", "make-training", str(raw), "--n-pairs", str(TRAIN["n_pairs"]),
-             "--size", str(TRAIN["size"]), "--seed", str(TRAIN["seed"]))  # fmt: skip
+             "--size", str(TRAIN["size"]), "--seed", str(TRAIN["seed"]),
+             "--conditions", TRAIN["conditions"])  # fmt: skip
     _capped(raw, work / "rb_train.h5")
 
 
@@ -156,7 +165,7 @@ def step_heldout(work: Path) -> None:
 def step_train(work: Path, model: Path = MODEL) -> None:
     model.parent.mkdir(parents=True, exist_ok=True)
     _run("rb", "train", str(work / "rb_train.h5"), "--out", str(model), "--arch", ARCH,
-         "--epochs", str(EPOCHS), "--patience", str(PATIENCE), "--seed", str(TRAIN_SEED),
+         "--inputs", INPUTS, "--epochs", str(EPOCHS), "--patience", str(PATIENCE), "--seed", str(TRAIN_SEED),
          "--threads", str(THREADS))  # fmt: skip
 
 

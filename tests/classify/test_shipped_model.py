@@ -56,8 +56,8 @@ def test_shipped_model_scores_independent_triplets(shipped, crosscheck):
     # other batch sizes only change the float summation order
     np.testing.assert_allclose(shipped.score(x, batch_size=7).rb, first.rb, rtol=0, atol=1e-5)
     # better than chance on the independent simulator (a floor, not the acceptance:
-    # the measured figures are in docs/classify.md; compact v1 gives 0.71 on these 60,
-    # the earlier vgg6 v1 0.76)
+    # the measured figures are in docs/classify.md; snr v2 gives 0.70 on these 60,
+    # compact v1 0.71, the earlier vgg6 v1 0.76)
     assert roc_auc(first.rb, y) > 0.65
     assert first.model_version == shipped.model_version_
 

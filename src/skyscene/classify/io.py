@@ -41,7 +41,7 @@ CHECKPOINT_FORMAT = "skyscene-rb-checkpoint"
 CHECKPOINT_VERSION = 1
 _CUTOUTS = ("science", "reference", "difference")
 #: File name of the pretrained model shipped in ``skyscene/classify/data`` (docs/classify.md).
-DEFAULT_MODEL = "rb_compact_v1.pt"
+DEFAULT_MODEL = "rb_compact_snr_v2.pt"
 
 
 def _h5py():

@@ -183,6 +183,8 @@ def noise_units(x: Any) -> Any:
     t = _torch()
     n, c = x.shape[:2]
     out = x.new_empty((n, 2 * c, *x.shape[2:]))
+    if x.dim() == 4 and x.is_contiguous(memory_format=t.channels_last):
+        out = out.contiguous(memory_format=t.channels_last)  # keep oneDNN's fast layout
     out[:, :c] = x
     grid = x[:, :, ::SNR_STEP, ::SNR_STEP].flatten(2)
     med = grid.median(dim=-1, keepdim=True).values

@@ -38,10 +38,12 @@ __all__ = [
     "TrainingSet",
     "TrainingSetConfig",
     "ambiguous_rows",
+    "banded_search_scene",
     "draw_conditions",
     "label_candidates",
     "make_training_set",
     "pair_scene",
+    "rich_search_scene",
     "search_scene",
 ]
 
@@ -335,6 +337,75 @@ def search_scene(config: TrainingSetConfig, rng: np.random.Generator, index: int
         group=group,
         conditions=conditions,
     )
+
+
+#: Extra condition bands of :func:`banded_search_scene`: for each pair, each of these
+#: search-simulator ranges is drawn from the simulator's own default range or, with
+#: probability 1/2 and independently per parameter, from this wider band beyond it
+#: (worse seeing, brighter sky, shallower science images). The gap between the two bands
+#: (science FWHM 6-7.5 px, reference 4-5 px, sky 3000-6000, flux ratio 0.35-0.5) is
+#: never drawn in training: the held-out test set of ``benchmarks/train_shipped_model.py``
+#: lies there (conditions seen in no training pair, between the trained ones).
+WIDE_BANDS: dict[str, tuple[float, float]] = {
+    "science_fwhm": (7.5, 9.5),
+    "reference_fwhm": (5.0, 6.5),
+    "science_sky": (6000.0, 12000.0),
+    "flux_ratio": (0.2, 0.35),
+}
+
+
+#: Extra settings of :func:`rich_search_scene` (``--conditions rich``): four times the
+#: subtraction residuals of bright sources (misregistered stars with smaller and larger
+#: shifts, stars with a broader or barely broader local PSF, bright galaxies), rounder to
+#: more elliptical PSFs and Moffat wings from heavy to nearly Gaussian. The held-out
+#: bands of :data:`WIDE_BANDS` stay undrawn.
+RICH_SETTINGS: dict[str, object] = {
+    "n_dipoles": 40,
+    "dipole_shift": (0.1, 1.0),
+    "n_psf_residuals": 40,
+    "psf_residual_broadening": (1.03, 1.5),
+    "n_bright_galaxies": 60,
+    "science_axis_ratio": (0.6, 1.0),
+    "moffat_beta": (1.8, 6.0),
+}
+
+
+def banded_search_scene(
+    config: TrainingSetConfig, rng: np.random.Generator, index: int, **extra
+) -> SimulatedScene:
+    """:func:`search_scene` over two bands per condition (:data:`WIDE_BANDS`): a wider
+    training simulator (``skyscene rb make-training --conditions banded``); ``extra``
+    are further :class:`~skyscene.datasets.search.SearchSimConfig` settings."""
+    from skyscene.datasets.search import SearchSimConfig, simulate_search_pair
+
+    seed = int(rng.integers(0, 2**31 - 1))
+    wide = rng.random(len(WIDE_BANDS)) < 0.5
+    bands = {name: band for (name, band), w in zip(WIDE_BANDS.items(), wide, strict=True) if w}
+    group = f"pair{index:05d}"
+    sim = SearchSimConfig(shape=(config.size, config.size), **bands, **extra)
+    pair = simulate_search_pair(sim, rng=seed, pair_id=group)
+    t = pair.truth
+    truth = {name: np.asarray(t[name]) for name in ("kind", "x", "y", "length", "angle", "snr")}
+    conditions = {"seed": seed, "bands": sorted(bands), **pair.conditions.to_dict()}
+    return SimulatedScene(
+        science=pair.science,
+        reference=pair.reference,
+        truth=truth,
+        group=group,
+        conditions=conditions,
+    )
+
+
+def rich_search_scene(
+    config: TrainingSetConfig, rng: np.random.Generator, index: int
+) -> SimulatedScene:
+    """:func:`banded_search_scene` with :data:`RICH_SETTINGS`: more and more varied
+    residuals of bright sources (``skyscene rb make-training --conditions rich``)."""
+    return banded_search_scene(config, rng, index, **RICH_SETTINGS)
+
+
+#: Simulators of ``skyscene rb make-training --conditions``.
+SIMULATORS = {"search": search_scene, "banded": banded_search_scene, "rich": rich_search_scene}
 
 
 def _segment_distance(px, py, x, y, length, angle) -> np.ndarray:

@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 def _make_training(args) -> int:
     from skyscene.classify import TrainingSetConfig, make_training_set
     from skyscene.classify.io import write_training_set
+    from skyscene.classify.training_set import SIMULATORS
 
     config = TrainingSetConfig(
         n_pairs=args.n_pairs,
@@ -24,12 +25,15 @@ def _make_training(args) -> int:
         match_radius=args.match_radius,
     )
     start = time.perf_counter()
-    data = make_training_set(config, rng=args.seed, progress_bar=args.progress)
+    data = make_training_set(
+        config, rng=args.seed, simulator=SIMULATORS[args.conditions], progress_bar=args.progress
+    )
     if len(data) == 0:
         from skyscene.errors import DataError
 
         raise DataError(f"{args.out}: no candidates found in {args.n_pairs} pairs; nothing written")
     data.meta["seed"] = args.seed
+    data.meta["conditions_mode"] = args.conditions
     write_training_set(args.out, data)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(data.counts().items()))
     print(
@@ -315,6 +319,10 @@ def register(commands, simulate) -> None:
     mk.add_argument("--cutout-size", type=int, default=63)
     mk.add_argument("--threshold", type=float, default=5.0, help="|S_corr| threshold")
     mk.add_argument("--match-radius", type=float, default=3.0, help="pixels")
+    mk.add_argument("--conditions", choices=("search", "banded", "rich"), default="search",
+                    help="search: the search simulator's own ranges; banded: also a wider "
+                    "band per condition beyond them; rich: banded with more residuals of "
+                    "bright sources (docs/classify.md)")  # fmt: skip
     mk.set_defaults(func=_make_training)
 
     tr = sub.add_parser("train", help="train a model on a training set (checkpoint .pt)")
