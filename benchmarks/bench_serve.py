@@ -1,5 +1,6 @@
 """Load on the review service: 32 concurrent clients for --duration s each on
-GET /api/candidates, GET .../cutouts/difference.png and POST /api/score, against
+GET /api/candidates (by offset, and by keyset cursor: each client follows the pages'
+"next"), GET .../cutouts/difference.png and POST /api/score, against
 ``skyscene serve --workers 2`` (a real subprocess on loopback) with SQLite and PostgreSQL.
 
 Goals (issue 14): 0 errors, p99 < 200 ms for the list and the cutouts, >= 1000
@@ -16,6 +17,7 @@ import argparse
 import asyncio
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -26,6 +28,7 @@ import uuid
 import numpy as np
 
 TOKEN = "bench-token-reviewer"
+_NEXT = re.compile(rb'"next":(null|"([A-Za-z0-9_-]*)")')
 
 
 def build_db(url: str, *, n_pairs: int = 10, n: int = 100) -> list[int]:
@@ -252,6 +255,16 @@ def run_backend(label: str, url: str, args) -> list[dict]:
             )
             return status, body, 1
 
+        async def list_cursor(connection, i):
+            # keyset paging as a client walks the queue: each page after the previous
+            # page's "next", from the first page again after the last
+            after = getattr(connection, "after", None)
+            target = "/api/candidates?limit=50" + (f"&after={after}" if after else "")
+            status, body = await connection.request("GET", target)
+            found = _NEXT.search(body) if status == 200 else None
+            connection.after = found.group(2).decode() if found and found.group(2) else None
+            return status, body, 1
+
         async def cutout(connection, i):
             candid = candids[i % len(candids)]
             stretch = ("zscale", "asinh", "linear")[(i // len(candids)) % 3]
@@ -280,6 +293,7 @@ def run_backend(label: str, url: str, args) -> list[dict]:
         out = []
         for name, func, clients in (
             ("list", list_page, args.clients),
+            ("list-cursor", list_cursor, args.clients),
             ("cutouts", cutout, args.clients),
             ("score", score, args.score_clients),
         ):
@@ -298,10 +312,15 @@ def run_backend(label: str, url: str, args) -> list[dict]:
 
 
 def _line(r: dict) -> str:
-    goal = {"list": "p99<200ms", "cutouts": "p99<200ms", "score": ">=1000 triplets/s"}[r["name"]]
+    goal = {
+        "list": "p99<200ms",
+        "list-cursor": "p99<200ms",
+        "cutouts": "p99<200ms",
+        "score": ">=1000 triplets/s",
+    }[r["name"]]
     extra = f" triplets/s {r['units_per_s']:.0f}" if r["name"] == "score" else ""
     return (
-        f"{r['backend']:10s} {r['name']:8s} {r['requests']:6d} req {r['rps']:8.1f} req/s "
+        f"{r['backend']:10s} {r['name']:11s} {r['requests']:6d} req {r['rps']:8.1f} req/s "
         f"p50 {r['p50_ms']:7.1f} ms p99 {r['p99_ms']:7.1f} ms errors {r['errors']} {r['error_reasons'] or ''}{extra} "
         f"(goal {goal}, 0 errors) | load {r['load'][0]:.2f} {r['load'][1]:.2f} "
         f"client CPU {r['client_cpu_s']:.1f} s"

@@ -101,6 +101,15 @@ def test_candidate_list_filters_sorts_and_paginates(read_client, seeded_db):
     )
     body = r.json()
     assert len(body["items"]) == 5 and body["offset"] == 5
+    first = read_client.get(
+        "/api/candidates", headers=auth("alice"), params={"sort": "-time", "limit": 5}
+    ).json()
+    by_cursor = read_client.get(
+        "/api/candidates",
+        headers=auth("alice"),
+        params={"sort": "-time", "limit": 5, "after": first["next"]},
+    ).json()
+    assert [i["candid"] for i in by_cursor["items"]] == [i["candid"] for i in body["items"]]
     jds = [i["jd"] for i in body["items"]]
     assert jds == sorted(jds, reverse=True)
 
@@ -293,6 +302,9 @@ def test_bad_query_parameters_are_422(read_client):
         {"jd_max": "inf"},
         {"labelled": "perhaps"},
         {"object_id": "a\x00b"},
+        {"after": "not a cursor"},
+        {"after": "eA"},  # base64 of "x": not a cursor
+        {"after": "a" * 513},
     ):
         r = read_client.get("/api/candidates", params=params, headers=auth("alice"))
         assert r.status_code == 422, params

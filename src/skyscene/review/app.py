@@ -362,9 +362,19 @@ def create_app(config: ReviewConfig) -> FastAPI:
         sort: Literal["priority", "rb", "-rb", "time", "-time"] = "priority",
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+        after: Annotated[
+            str | None,
+            Query(
+                max_length=512,
+                pattern=r"^[A-Za-z0-9_-]*$",
+                description="keyset cursor: the `next` of the previous page",
+            ),
+        ] = None,
     ) -> JSONResponse:
         """Candidates with their served-model score and label summary, filtered,
-        sorted (``priority``: active-learning priority, highest first) and paginated.
+        sorted (``priority``: active-learning priority, highest first) and paginated
+        (``after`` = the previous page's ``next``: the following page without reading
+        the rows before it; ``offset`` skips rows from there).
         ``labelled_by`` / ``unlabelled_by`` take a user name or ``me``."""
         flt = CandidateFilter(
             rb_min=rb_min,
@@ -378,7 +388,13 @@ def create_app(config: ReviewConfig) -> FastAPI:
         )
         version = model_version if model_version is not None else model.version
         page = queries.list_candidates(
-            flt, version=version, user_id=user.id, sort=sort, limit=limit, offset=offset
+            flt,
+            version=version,
+            user_id=user.id,
+            sort=sort,
+            limit=limit,
+            offset=offset,
+            after=after,
         )
         return _json(page)
 

@@ -8,7 +8,9 @@ Every query of a list page is a fixed number of statements (no query per row).
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from sqlalchemy import (
     false,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -87,19 +90,6 @@ def clean(value: Any) -> Any:
 
 def _row(mapping: Any) -> dict[str, Any]:
     return {k: clean(v) for k, v in mapping.items()}
-
-
-def _clean_row(keys: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
-    """A result row as a dict of JSON-safe values (non-finite floats None, datetimes ISO)."""
-    out = dict(zip(keys, row, strict=True))
-    for key, value in out.items():
-        kind = type(value)
-        if kind is float:
-            if not math.isfinite(value):
-                out[key] = None
-        elif kind is not int and kind is not str and value is not None:
-            out[key] = clean(value)
-    return out
 
 
 @dataclass(frozen=True)
@@ -365,16 +355,46 @@ class ReviewQueries:
         return where
 
     @staticmethod
-    def _order(sort: str) -> list:
+    def _segments(sort: str, version: str | None) -> list[_Segment]:
+        """The list order of ``sort`` as consecutive segments, each with NOT NULL sort
+        columns (so that an index can serve it and a keyset cursor can resume in it)."""
         if sort not in SORTS:
             raise DataError(f"sort must be one of {SORTS}, got {sort!r}")
-        return {
-            "priority": [SCORES.c.priority.desc().nulls_last(), SCORES.c.score.desc().nulls_last()],
-            "rb": [SCORES.c.score.asc().nulls_last()],
-            "-rb": [SCORES.c.score.desc().nulls_last()],
-            "time": [CAND.c.jd.asc()],
-            "-time": [CAND.c.jd.desc()],
-        }[sort] + [CAND.c.candid.asc()]
+        unscored = _Segment(scored=False, where=(), order=((CAND.c.candid, False),))
+        if sort in ("time", "-time"):  # one segment over every candidate
+            return [
+                _Segment(
+                    scored=None,
+                    where=(),
+                    order=((CAND.c.jd, sort == "-time"), (CAND.c.candid, False)),
+                )
+            ]
+        if version is None:  # nothing is scored: every candidate by candid
+            return [unscored]
+        if sort == "priority":
+            return [
+                _Segment(
+                    scored=True,
+                    where=(SCORES.c.priority.is_not(None),),
+                    order=(
+                        (SCORES.c.priority, True),
+                        (SCORES.c.score, True),
+                        (SCORES.c.candid, False),
+                    ),
+                ),
+                _Segment(
+                    scored=True,
+                    where=(SCORES.c.priority.is_(None),),
+                    order=((SCORES.c.score, True), (SCORES.c.candid, False)),
+                ),
+                unscored,
+            ]
+        scored = _Segment(
+            scored=True,
+            where=(),
+            order=((SCORES.c.score, sort == "-rb"), (SCORES.c.candid, False)),
+        )
+        return [scored, unscored]
 
     def list_candidates(
         self,
@@ -385,50 +405,103 @@ class ReviewQueries:
         sort: str = "priority",
         limit: int = 50,
         offset: int = 0,
+        after: str | None = None,
     ) -> dict[str, Any]:
-        """One page of the candidate list: ``{"total", "limit", "offset", "items"}``."""
+        """One page of the candidate list: ``{"total", "limit", "offset", "next",
+        "model_version", "items"}``.
+
+        The order (``sort``, then ``candid``) is read in segments that an index can
+        serve: for ``priority``, the candidates scored by ``version`` with a priority,
+        then those scored without one, then the unscored ones. ``after`` (the ``next``
+        of the previous page, a keyset cursor) starts the page after that page's last
+        row without reading the rows before it; ``offset`` skips rows from there (from
+        the start without ``after``). ``next`` is null when the page is not full.
+        """
         where = self._conditions(flt)
-        joined = (
-            CAND.join(PAIRS, CAND.c.pair_key == PAIRS.c.id)
-            .outerjoin(OBJECTS, CAND.c.object_key == OBJECTS.c.id)
-            .outerjoin(SCORES, self._score_join(version))
-        )
+        segments = self._segments(sort, version)
+        first, position = (0, None) if after is None else _decode_cursor(after, sort, segments)
         counted: Any = CAND
         if flt.object_id is not None:
             counted = counted.outerjoin(OBJECTS, CAND.c.object_key == OBJECTS.c.id)
         if flt.rb_min is not None or flt.rb_max is not None:
             counted = counted.outerjoin(SCORES, self._score_join(version))
-        query = (
-            select(
-                CAND.c.candid,
-                OBJECTS.c.object_id.label("objectId"),
-                PAIRS.c.pair_id,
-                *(CAND.c[name] for name in LIST_FEATURES),
-                SCORES.c.score.label("rb"),
-                SCORES.c.spread,
-                SCORES.c.priority,
-            )
-            .select_from(joined)
-            .where(*where)
-            .order_by(*self._order(sort))
-            .limit(limit)
-            .offset(offset)
+        columns = (
+            CAND.c.candid,
+            OBJECTS.c.object_id.label("objectId"),
+            PAIRS.c.pair_id,
+            *(CAND.c[name] for name in LIST_FEATURES),
+            SCORES.c.score.label("rb"),
+            SCORES.c.spread,
+            SCORES.c.priority,
         )
+        items: list[dict[str, Any]] = []
+        last: tuple[int, Any] | None = None  # (segment, row) of the page's last row
+        skip = offset
         with self.engine.connect() as connection:
             total = connection.scalar(select(func.count()).select_from(counted).where(*where))
-            result = connection.execute(query)
-            keys = list(result.keys())
-            items = [_clean_row(keys, row) for row in result.all()]
+            for k in range(first, len(segments)):
+                need = limit - len(items)
+                if need <= 0:
+                    break
+                segment = segments[k]
+                conditions = [*where, *segment.where]
+                if k == first and position is not None:
+                    conditions.append(_after(segment.order, position))
+                source = self._segment_source(segment, version)
+                query = (
+                    select(*columns)
+                    .select_from(source)
+                    .where(*conditions, *self._segment_where(segment))
+                    .order_by(*(c.desc() if d else c.asc() for c, d in segment.order))
+                    .limit(need)
+                    .offset(skip)
+                )
+                result = connection.execute(query)
+                rows = result.all()
+                if rows:
+                    skip = 0
+                    items.extend(_list_items(list(result.keys()), rows))
+                    last = (k, items[-1])
+                elif skip:  # the offset lies past this segment: skip all of it
+                    n = connection.scalar(
+                        select(func.count())
+                        .select_from(source)
+                        .where(*conditions, *self._segment_where(segment))
+                    )
+                    skip -= int(n or 0)
             current = self._current_labels(connection, [item["candid"] for item in items])
         for item in items:
             item.update(self._summary(current[item["candid"]], user_id))
+        cursor = None
+        if last is not None and len(items) == limit:
+            k, row = last
+            cursor = _encode_cursor(sort, k, [row[_key(c)] for c, _ in segments[k].order])
         return {
             "total": int(total or 0),
             "limit": limit,
             "offset": offset,
+            "next": cursor,
             "model_version": version,
             "items": items,
         }
+
+    def _segment_source(self, segment: _Segment, version: str | None):
+        joined: Any
+        if segment.scored:  # inner join from the scores of this version
+            joined = SCORES.join(
+                CAND, and_(SCORES.c.candid == CAND.c.candid, SCORES.c.model_version == version)
+            )
+        else:
+            joined = CAND.outerjoin(SCORES, self._score_join(version))
+        return joined.join(PAIRS, CAND.c.pair_key == PAIRS.c.id).outerjoin(
+            OBJECTS, CAND.c.object_key == OBJECTS.c.id
+        )
+
+    @staticmethod
+    def _segment_where(segment: _Segment) -> list:
+        if segment.scored is False:
+            return [SCORES.c.id.is_(None)]
+        return []
 
     def queue_length(self, version: str | None = None) -> int:
         """Candidates nobody has labelled yet."""
@@ -686,3 +759,83 @@ def _median(values: Iterable[float]) -> float | None:
         return None
     mid = len(finite) // 2
     return finite[mid] if len(finite) % 2 else 0.5 * (finite[mid - 1] + finite[mid])
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """A run of the list order: ``scored`` True (candidates with a score of the
+    version), False (without) or None (all); extra ``where``; ``order`` as (column,
+    descending) pairs, every column NOT NULL within the segment."""
+
+    scored: bool | None
+    where: tuple
+    order: tuple
+
+
+def _key(column: Any) -> str:
+    """The result key of an order column in a list row."""
+    if column is SCORES.c.score:
+        return "rb"
+    return column.name
+
+
+_PLAIN = (int, str, type(None))
+
+
+def _list_items(keys: Sequence[str], rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """List rows as dicts of JSON-safe values (non-finite floats None, others by
+    :func:`clean`); plain rows are zipped with the keys as they are."""
+    out = []
+    for row in rows:
+        for value in row:
+            kind = type(value)
+            if (kind is float and not math.isfinite(value)) or (
+                kind is not float and kind not in _PLAIN
+            ):
+                row = [clean(v) for v in row]
+                break
+        out.append(dict(zip(keys, row, strict=True)))
+    return out
+
+
+def _after(order: Sequence[tuple[Any, bool]], values: Sequence[Any]):
+    """Rows strictly after ``values`` in the lexicographic ``order``, written as a range
+    of the first column (``c0 <= v0`` descending) and an OR of the rest, so that an
+    index on the first column serves it: ``c0 <= v0 AND (c0 < v0 OR after(rest))``."""
+    (column, descending), value = order[0], values[0]
+    strict = column < value if descending else column > value
+    if len(order) == 1:
+        return strict
+    bound = column <= value if descending else column >= value
+    return and_(bound, or_(strict, _after(order[1:], values[1:])))
+
+
+def _encode_cursor(sort: str, segment: int, values: Sequence[Any]) -> str:
+    raw = json.dumps([sort, segment, *values], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, sort: str, segments: Sequence[_Segment]) -> tuple[int, list]:
+    """(segment, values) of a ``next`` cursor; DataError when it is not one of ``sort``."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"after: not a cursor of this list ({exc})") from None
+    if not isinstance(data, list) or len(data) < 3 or data[0] != sort:
+        raise DataError(f"after: not a cursor of this list with sort={sort!r}")
+    segment = data[1]
+    if type(segment) is not int or not 0 <= segment < len(segments):
+        raise DataError("after: not a cursor of this list (segment)")
+    values = data[2:]
+    order = segments[segment].order
+    if len(values) != len(order):
+        raise DataError("after: not a cursor of this list (values)")
+    for (column, _), value in zip(order, values, strict=True):
+        if column.name == "candid":
+            ok = type(value) is int and 0 <= value < 2**63
+        else:
+            ok = type(value) in (int, float) and math.isfinite(value)
+        if not ok:
+            raise DataError(f"after: bad cursor value for {column.name}")
+    return segment, values
