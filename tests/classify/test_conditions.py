@@ -47,3 +47,30 @@ def test_cli_conditions_choice(tmp_path):
     out = tmp_path / "t.h5"
     with pytest.raises(SystemExit):
         main(["rb", "make-training", str(out), "--n-pairs", "1", "--conditions", "nope"])
+
+
+def test_blur_augmentation_deterministic_and_recorded(toy, tmp_path):
+    torch = pytest.importorskip("torch")
+    from skyscene.classify import RealBogusClassifier, TrainConfig
+    from skyscene.classify.classifier import _blur_difference
+    from skyscene.classify.io import load_model, save_model
+    from skyscene.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="blur"):
+        TrainConfig(blur=-1.0)
+    xb = torch.randn(16, 3, 31, 31)
+    out = _blur_difference(torch, xb, np.random.default_rng(0), 1.5)
+    assert torch.equal(out[:, :2], xb[:, :2])  # science, reference untouched
+    changed = [not torch.equal(out[i, 2], xb[i, 2]) for i in range(16)]
+    assert 0 < sum(changed) < 16
+    norms = out[changed, 2].flatten(1).norm(dim=1)
+    torch.testing.assert_close(norms, torch.ones_like(norms))
+    x, y, groups = toy
+    kw = {"size": 31, "epochs": 1, "batch_size": 32, "seed": 5, "n_threads": 1, "blur": 1.0}
+    a = RealBogusClassifier(**kw).fit(x[:80], y[:80], groups=groups[:80])
+    b = RealBogusClassifier(**kw).fit(x[:80], y[:80], groups=groups[:80])
+    assert a.model_version_ == b.model_version_
+    plain = RealBogusClassifier(**{**kw, "blur": 0.0}).fit(x[:80], y[:80], groups=groups[:80])
+    assert plain.model_version_ != a.model_version_
+    save_model(tmp_path / "m.pt", a)
+    assert load_model(tmp_path / "m.pt").config.blur == 1.0

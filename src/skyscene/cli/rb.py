@@ -78,6 +78,7 @@ def _train(args) -> int:
         learning_rate=args.learning_rate,
         patience=args.patience,
         validation_fraction=args.validation_fraction,
+        blur=args.augment_blur,
         seed=args.seed,
         n_threads=args.threads,
     )
@@ -335,6 +336,9 @@ def register(commands, simulate) -> None:
     tr.add_argument("--keep-ambiguous", action="store_true",
                     help="train on the ambiguous rows too (faint, blended, mover: "
                     "docs/classify.md)")  # fmt: skip
+    tr.add_argument("--augment-blur", type=float, default=0.0, metavar="SIGMA",
+                    help="blur the difference cutout of half the training triplets by a "
+                    "Gaussian of sigma U(0.3, SIGMA) px (0: off; docs/classify.md)")  # fmt: skip
     tr.add_argument("--epochs", type=int, default=30)
     tr.add_argument("--batch-size", type=int, default=64)
     tr.add_argument("--learning-rate", type=float, default=1e-3)
