@@ -238,6 +238,7 @@ class ZogyProducts:
     flux_normalization: float
     kernel_radius: int
     contamination: np.ndarray | None
+    hidden_error: np.ndarray | None = None
 
 
 def _kernel_radius(kernel: np.ndarray, fraction: float = 0.999) -> int:
@@ -277,12 +278,13 @@ def _small_kernels(spectra: Spectra, sigma_new, sigma_ref, fn, fr, flux_zeropoin
 
 
 def local_convolve(terms, shape: tuple[int, int], *, tile: int = 256, dtype=np.float32):
-    """``Σ_j mask_j ⊛ kernel_j`` for sparse boolean masks, by FFT on the tiles near them.
+    """``Σ_j mask_j ⊛ kernel_j`` for sparse maps, by FFT on the tiles near them.
 
     Parameters
     ----------
     terms : list of (mask, kernel)
-        Boolean maps of ``shape`` and small centred odd kernels (scaled as wanted).
+        Boolean (or real, mostly zero) maps of ``shape`` and small centred odd kernels
+        (scaled as wanted).
     shape : (ny, nx)
     tile : int
         Core size of the tiles; only tiles within a kernel radius of a True pixel are
@@ -295,7 +297,7 @@ def local_convolve(terms, shape: tuple[int, int], *, tile: int = 256, dtype=np.f
     """
     ny, nx = shape
     out = np.zeros(shape, dtype)
-    terms = [(np.asarray(m, bool), np.asarray(k, float)) for m, k in terms if np.any(m)]
+    terms = [(np.asarray(m), np.asarray(k, float)) for m, k in terms if np.any(m)]
     if not terms:
         return out
     h = max(max(k.shape) // 2 for _, k in terms)
@@ -303,7 +305,7 @@ def local_convolve(terms, shape: tuple[int, int], *, tile: int = 256, dtype=np.f
     nty, ntx = -(-ny // tile), -(-nx // tile)
     any_bad = np.zeros(shape, bool)
     for m, _ in terms:
-        any_bad |= m
+        any_bad |= m != 0
     # tiles that hold a True pixel, grown by one tile (h < tile reaches the neighbours)
     rows = np.add.reduceat(any_bad.any(axis=1), np.arange(0, ny, tile)) > 0
     blocks = np.zeros((nty, ntx), bool)
@@ -356,6 +358,8 @@ def zogy_products(
     bad_ref: np.ndarray | None = None,
     psf_size: int = 25,
     difference_background=None,
+    hidden_new: np.ndarray | None = None,
+    hidden_ref: np.ndarray | None = None,
 ) -> ZogyProducts:
     """ZOGY difference, score, corrected score and PSF photometry (eqs. 13–17, 25–30, 41–43).
 
@@ -387,6 +391,11 @@ def zogy_products(
         ``f(D, bad) -> smooth map``: a residual background of the difference image
         (from imperfect image backgrounds), subtracted from D and, times F_D (P_D has unit
         sum), from S. This generalises the constant γ of ZOGY §3.3 to a smooth map.
+    hidden_new, hidden_ref : ndarray, optional
+        Flux (counts per pixel, ≥ 0) that filled masked pixels may lack: the cores of
+        saturated or masked bright sources. Propagated through ``|k_n|`` and ``|k_r|``
+        into the largest error it can cause in S, in units of S's noise:
+        ``hidden_error``.
 
     Returns
     -------
@@ -532,6 +541,17 @@ def zogy_products(
         )
         contamination /= sigma_new**2 * norm_kn2 + sigma_ref**2 * norm_kr2
 
+    hidden_error = None
+    hidden = [
+        (h, np.abs(_centered_stamp(k, size_k)) * np.sqrt(norm / (k**2).sum()))
+        for h, k, norm in ((hidden_new, small.kn, norm_kn2), (hidden_ref, small.kr, norm_kr2))
+        if h is not None and np.any(h)
+    ]
+    if hidden:
+        # |S error| <= |k| ⊛ hidden flux, per σ of S (a bound for the filled cores)
+        hidden_error = local_convolve(hidden, spectra.shape, dtype=dtype)
+        hidden_error /= np.sqrt(variance)
+
     # eq. 30: astrometric noise
     sx, sy = astrometric_sigma
     total = variance
@@ -564,4 +584,5 @@ def zogy_products(
         flux_normalization=float(flux_normalization),
         kernel_radius=int(kernel_radius),
         contamination=contamination,
+        hidden_error=hidden_error,
     )

@@ -100,6 +100,12 @@ class ZogyConfig:
     contamination_limit : float
         Flag ``NEAR_MASKED`` where masked pixels carry more than this fraction of the
         score's noise weight.
+    hidden_flux_limit : float
+        Flag ``NEAR_MASKED`` where the flux that filled bright holes (saturated or masked
+        cores) may lack could change S by more than this many σ: the hole's peak level
+        (its brightest border pixel or fill) minus the fill, per hole pixel, through the
+        absolute ZOGY kernels (a lower bound of the hidden flux, so a bound of the error
+        that is itself low).
     edge_width : int, optional
         Width of the ``EDGE`` band; default: the radius of the ZOGY kernels.
     subimage_size : int, optional
@@ -139,6 +145,7 @@ class ZogyConfig:
     saturation_reference: float | None = None
     saturation_grow: int = 2
     contamination_limit: float = 2e-3
+    hidden_flux_limit: float = 1.0
     edge_width: int | None = None
     subimage_size: int | None = None
     subimage_border: int = 64
@@ -184,6 +191,12 @@ class ZogyConfig:
         check_int("ZogyConfig.saturation_grow", self.saturation_grow, low=0)
         check_int("ZogyConfig.min_sources", self.min_sources, low=1)
         check_int("ZogyConfig.max_iter", self.max_iter, low=1)
+        check_range(
+            "ZogyConfig.hidden_flux_limit",
+            self.hidden_flux_limit,
+            low=0,
+            low_inclusive=False,
+        )
         check_range(
             "ZogyConfig.contamination_limit",
             self.contamination_limit,
@@ -615,6 +628,10 @@ def _resampled(data, outside, bad_fraction, sat_fraction, method: str) -> _Align
     )
 
 
+#: A hole (or the frame border) with a pixel above this many σ hides a bright source.
+_BRIGHT_HOLE = 50.0
+
+
 def _subtract_and_fill(
     data: np.ndarray,
     background: np.ndarray,
@@ -624,7 +641,7 @@ def _subtract_and_fill(
     outside: np.ndarray | None = None,
     dtype=np.float32,
     max_hole: int = 4000,
-    bright: float = 50.0,
+    bright: float = _BRIGHT_HOLE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Background-subtracted image with bad pixels filled smoothly for the FFT.
 
@@ -638,7 +655,8 @@ def _subtract_and_fill(
     -------
     filled : ndarray of ``dtype``
     bright_holes : ndarray of bool
-        Holes that hide bright flux (saturated cores): filled peak above ``bright`` σ.
+        Holes that hide bright flux (saturated cores): the filled peak or an unmasked
+        pixel bordering the hole (within 2 pixels) above ``bright`` σ.
     """
     out = np.subtract(data, background, dtype=dtype)
     bright_holes = np.zeros(bad.shape, bool)
@@ -660,6 +678,8 @@ def _subtract_and_fill(
         region = hole.copy()
         good = ~bad[y0:y1, x0:x1]
         vals = np.where(good, out[y0:y1, x0:x1], 0.0)
+        border = ndimage.binary_dilation(region, iterations=2) & good
+        edge_peak = float(vals[border].max()) if border.any() else -np.inf
         block = out[y0:y1, x0:x1]
         for width in (1.5, 4.0, 10.0):
             num = ndimage.gaussian_filter(vals, width, mode="constant")
@@ -669,9 +689,63 @@ def _subtract_and_fill(
             hole &= ~ok
             if not hole.any():
                 break
-        if block[region].max() > bright * sigma:
+        if max(float(block[region].max()), edge_peak) > bright * sigma:
             bright_holes[y0:y1, x0:x1] |= region
     return out, bright_holes
+
+
+def _hidden_flux(filled, bad, holes, psf, sigma) -> np.ndarray | None:
+    """Flux (counts per pixel, ≥ 0) that the fill of each bright hole may lack.
+
+    Per connected hole: the image PSF is fitted (amplitude, at each hole pixel as the
+    centre) to the unmasked ring 1–3 pixels around the hole, and the best fit's model
+    minus the filled values is the hidden flux; it is at least the hole's peak level
+    (brightest ring pixel) minus the fill (a core is no fainter than its border). None
+    when there is no bright hole.
+    """
+    if not holes.any():
+        return None
+    hidden = np.zeros(filled.shape, filled.dtype)
+    h = psf.shape[0] // 2
+    labels, _n = ndimage.label(holes)
+    ny, nx = filled.shape
+    for k, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        y0, y1 = max(sl[0].start - 3, 0), min(sl[0].stop + 3, ny)
+        x0, x1 = max(sl[1].start - 3, 0), min(sl[1].stop + 3, nx)
+        hole = labels[y0:y1, x0:x1] == k
+        block = filled[y0:y1, x0:x1]
+        ring = ndimage.binary_dilation(hole, iterations=3) & ~bad[y0:y1, x0:x1]
+        hy, hx = np.nonzero(hole)
+        fill = block[hole].astype(float)
+        level = fill.max()
+        if ring.any():
+            ry, rx = np.nonzero(ring)
+            v = block[ring].astype(float)
+            level = max(level, float(v.max()))
+            dy, dx = ry[None, :] - hy[:, None], rx[None, :] - hx[:, None]
+            inside = (np.abs(dy) <= h) & (np.abs(dx) <= h)
+            m = np.where(inside, psf[np.clip(dy + h, 0, 2 * h), np.clip(dx + h, 0, 2 * h)], 0.0)
+            mm = (m * m).sum(axis=1)
+            ok = mm > 0
+            if ok.any():
+                amp = np.where(ok, (m @ v) / np.where(ok, mm, 1.0), 0.0)
+                cost = np.where(ok, ((v[None, :] - amp[:, None] * m) ** 2).sum(axis=1), np.inf)
+                best = int(np.argmin(cost))
+                if amp[best] > 0:
+                    ey, ex = hy - hy[best], hx - hx[best]
+                    inside = (np.abs(ey) <= h) & (np.abs(ex) <= h)
+                    model = np.where(
+                        inside,
+                        amp[best] * psf[np.clip(ey + h, 0, 2 * h), np.clip(ex + h, 0, 2 * h)],
+                        0.0,
+                    )
+                    fill_gap = np.maximum(model - fill, level - fill)
+                    hidden[y0:y1, x0:x1][hole] = np.maximum(fill_gap, 0.0)
+                    continue
+        hidden[y0:y1, x0:x1][hole] = np.maximum(level - fill, 0.0)
+    return hidden
 
 
 @dataclass(eq=False)
@@ -688,6 +762,8 @@ class _Prepared:
     shift: tuple[float, float]
     alignment: str
     bright_holes: np.ndarray
+    holes_new: np.ndarray | None = None
+    holes_ref: np.ndarray | None = None
 
 
 def _background(data, bad, config: ZogyConfig, name: str):
@@ -843,6 +919,10 @@ class Zogy:
         level_r = bkg_r.level
         del bkg_r
         holes = holes_n | holes_r | sat_n | sat_r
+        # the frame's border hides what lies beyond it: a bright source cut by it
+        for arr, sigma in ((new, sigma_n), (ref, sigma_r)):
+            for side in (np.s_[0, :], np.s_[-1, :], np.s_[:, 0], np.s_[:, -1]):
+                holes[side] |= arr[side] > _BRIGHT_HOLE * sigma
         gain_n = _gain(
             science, cfg.gain_science, level_n, sigma_n, cfg, f"science image {sci_name}"
         )
@@ -869,6 +949,8 @@ class Zogy:
             aligned.shift,
             aligned.method,
             holes,
+            holes_n | sat_n,
+            holes_r | sat_r,
         )
 
     def _psfs(self, science, reference, prep: _Prepared, region, center):
@@ -970,6 +1052,20 @@ class Zogy:
             difference_background=self._difference_background
             if cfg.difference_background
             else None,
+            hidden_new=_hidden_flux(
+                prep.new[region],
+                prep.bad_new[region],
+                prep.holes_new[region],
+                psf_new,
+                prep.sigma_new,
+            ),
+            hidden_ref=_hidden_flux(
+                prep.ref[region],
+                prep.bad_ref[region],
+                prep.holes_ref[region],
+                psf_ref,
+                prep.sigma_ref,
+            ),
         )
         return products, fit, sig_ast
 
@@ -1072,6 +1168,7 @@ class Zogy:
             for name in ("difference", "score", "score_corr", "flux", "flux_err")
         }
         contamination = np.zeros(shape)
+        hidden_error = None
         rows = []
         for tile in tiles:
             with warnings.catch_warnings():
@@ -1100,6 +1197,10 @@ class Zogy:
                 arr[tile.core] = getattr(products, name)[tile.inner]
             if products.contamination is not None:
                 contamination[tile.core] = products.contamination[tile.inner]
+            if products.hidden_error is not None:
+                if hidden_error is None:
+                    hidden_error = np.zeros(shape)
+                hidden_error[tile.core] = products.hidden_error[tile.inner]
             ys, xs = tile.core
             rows.append(
                 {
@@ -1119,7 +1220,9 @@ class Zogy:
                     "flux_normalization": products.flux_normalization,
                 }
             )
-        merged = dataclasses.replace(global_products, contamination=contamination, **arrays)
+        merged = dataclasses.replace(
+            global_products, contamination=contamination, hidden_error=hidden_error, **arrays
+        )
         return merged, Table(rows=rows)
 
     def _finish(
@@ -1136,12 +1239,18 @@ class Zogy:
             outside = (prep.bits & _bit(MaskBits.EDGE)) > 0
             edge |= _grow(outside, w)
             bits[edge] |= _bit(MaskBits.EDGE)
+        near = np.zeros(bits.shape, bool)
         if products.contamination is not None:
-            near = products.contamination > cfg.contamination_limit
-            if prep.bright_holes.any():
-                # filled saturated/bright cores: their wings' PSF errors reach two kernel radii
-                near |= _grow(prep.bright_holes, 2 * max(int(edge_width), 1), square=True)
-            bits[near] |= _bit(MaskBits.NEAR_MASKED)
+            near |= products.contamination > cfg.contamination_limit
+        if prep.bright_holes.any():
+            # filled saturated/bright cores and bright sources cut by the frame: their
+            # wings' PSF errors reach two kernel radii
+            near |= _grow(prep.bright_holes, 2 * max(int(edge_width), 1), square=True)
+        if products.hidden_error is not None:
+            # where the flux missing from filled bright cores could move S by > the limit
+            near |= products.hidden_error > cfg.hidden_flux_limit
+        bits[near] |= _bit(MaskBits.NEAR_MASKED)
+        del near
         nonfinite = ~np.isfinite(products.score_corr)
         for name in ("flux", "difference", "flux_err"):
             nonfinite |= ~np.isfinite(getattr(products, name))
