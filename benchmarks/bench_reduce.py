@@ -1,15 +1,23 @@
 """Benchmark of the reduction: frames/s of a full reduction, and forced aperture photometry
 against photutils' ``aperture_photometry`` called per frame on the same positions.
 
-Run: ``.venv/bin/python benchmarks/bench_reduce.py [--n-images 100] [--size 512] [--scheduler processes]``
-Prints its figures and the ratios, all measured in this run.
+Run: ``.venv/bin/python benchmarks/bench_reduce.py [--n-images 100] [--size 512] [--scheduler processes]
+[--baseline DIR]``
+Prints its figures and the ratios, all measured in this run. ``--baseline DIR``: a
+checkout of an earlier revision (``git worktree add DIR REV``) whose ``src`` reduces the
+same simulated frames in a subprocess of this run, before and after ours (wall and CPU
+time, the Dask workers' included), so that the speed ratio is measured side by side.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,12 +27,60 @@ import numpy as np
 DOC_FRAMES_PER_S = 12.4  # docs/reduce.md, before issue 15
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and of its ended children (the Dask workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def reduce_once(raw: Path, out: Path, scheduler: str) -> dict:
+    """One full reduction of ``raw`` into ``out``: wall and CPU seconds per step."""
+    from skyscene.pipelines.reduce import ReduceConfig, Reducer
+
+    c0, t0 = _cpu(), time.perf_counter()
+    reducer = Reducer(raw, out, config=ReduceConfig(scheduler=scheduler), progress=False)
+    reducer.create_catalogs()
+    t_cat = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    reducer.photometry("optimal")  # closes the Dask client: the workers have ended
+    t_phot = time.perf_counter() - t1
+    return {
+        "wall": time.perf_counter() - t0,
+        "cpu": _cpu() - c0,
+        "catalogs": t_cat,
+        "photometry": t_phot,
+        "reducer": reducer,
+    }
+
+
+def _baseline(base: Path, raw: Path, out: Path, scheduler: str) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(base / "src"))
+    cmd = [sys.executable, __file__, "--reduce-only", str(raw), str(out), scheduler]
+    done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--reduce-only":  # the baseline's subprocess
+        logging.basicConfig(level=logging.WARNING)
+        r = reduce_once(Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4])
+        import skyscene
+
+        r.pop("reducer")
+        print(json.dumps({**r, "source": str(Path(skyscene.__file__).parents[1])}))
+        return
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n-images", type=int, default=100)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--scheduler", default="processes")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="checkout of an earlier revision: its reduction runs on the same frames, side by side",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -39,7 +95,6 @@ def main() -> None:
     from skyscene.datasets import simulate_observations
     from skyscene.io import read_exposure
     from skyscene.photometry import AperturePhotometer
-    from skyscene.pipelines.reduce import ReduceConfig, Reducer
 
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw"
@@ -51,23 +106,33 @@ def main() -> None:
             f"simulated {n_frames} frames of {args.size}x{args.size} in {t_sim:.1f} s (not counted)"
         )
 
-        t0 = time.perf_counter()
-        reducer = Reducer(
-            raw, Path(tmp) / "out", config=ReduceConfig(scheduler=args.scheduler), progress=False
-        )
-        reducer.create_catalogs()
-        t_cat = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        reducer.photometry("optimal")
-        t_phot = time.perf_counter() - t1
-        total = time.perf_counter() - t0
+        base_runs = []
+        if args.baseline is not None:  # before ours: the load drifts
+            base_runs.append(_baseline(args.baseline, raw, Path(tmp) / "base1", args.scheduler))
+        load0 = os.getloadavg()[0]
+        run = reduce_once(raw, Path(tmp) / "out", args.scheduler)
+        reducer, total = run["reducer"], run["wall"]
         print(
-            f"full reduction ({args.scheduler}): {total:.1f} s = catalogs+alignment {t_cat:.1f} s "
-            f"+ photometry+outputs {t_phot:.1f} s -> {n_frames / total:.1f} frames/s; "
-            f"load average {os.getloadavg()[0]:.2f}; docs/reduce.md before issue 15: "
+            f"full reduction ({args.scheduler}): {total:.1f} s = catalogs+alignment "
+            f"{run['catalogs']:.1f} s + photometry+outputs {run['photometry']:.1f} s -> "
+            f"{n_frames / total:.1f} frames/s; CPU {run['cpu']:.1f} s (workers included, "
+            f"{1e3 * run['cpu'] / n_frames:.0f} ms/frame); load average {load0:.2f} -> "
+            f"{os.getloadavg()[0]:.2f}; docs/reduce.md before issue 15: "
             f"{DOC_FRAMES_PER_S} frames/s (3 x 100 frames of 512², processes) -> ratio "
             f"{n_frames / total / DOC_FRAMES_PER_S:.2f} (goal of issue 15: >= 50 frames/s)"
         )
+        if args.baseline is not None:  # and after ours
+            base_runs.append(_baseline(args.baseline, raw, Path(tmp) / "base2", args.scheduler))
+            wall = sum(b["wall"] for b in base_runs) / 2
+            cpu = sum(b["cpu"] for b in base_runs) / 2
+            walls = ", ".join(f"{b['wall']:.1f}" for b in base_runs)
+            print(
+                f"baseline {base_runs[0]['source']} on the same frames (mean of a run before "
+                f"and one after): {wall:.1f} s wall ({walls}) "
+                f"-> {n_frames / wall:.1f} frames/s, CPU {cpu:.1f} s; ratio this/baseline: "
+                f"speed {wall / total:.2f} (wall), {cpu / run['cpu']:.2f} (CPU); load average "
+                f"now {os.getloadavg()[0]:.2f}"
+            )
 
         # Forced aperture photometry on the same frames and positions, in memory.
         band = reducer.bands[0]

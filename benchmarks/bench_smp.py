@@ -4,7 +4,11 @@ Run by hand::
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_smp.py [--n 1000] [--n-binary 100]
         [--n-batch 1000] [--workers 2] [--repeats 20] [--first-seed 10000] [--ideal]
-        [--skip speed accuracy binary batch]
+        [--skip speed accuracy binary batch] [--baseline DIR]
+
+``--baseline DIR``: a checkout of an earlier revision (``git worktree add DIR REV``) whose
+``src`` times the same default fits in a subprocess before and after ours, so that the
+speed ratio is measured side by side in one run.
 
 Timings are printed as CPU time (``time.process_time``) and wall time: on a shared,
 loaded machine the wall time is inflated by other processes, the CPU time much less.
@@ -23,8 +27,11 @@ Prints
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -280,12 +287,35 @@ def _timed(func, repeats: int) -> tuple[list[float], list[float]]:
     return cpu, wall
 
 
-def speed(repeats: int = 20) -> None:
+def _default_fit_times(repeats: int) -> dict:
+    """Median CPU and wall ms of the default fit on the speed section's five detections."""
+    import warnings
+
+    from skyscene.datasets.tno import simulate_tno_stamps
+    from skyscene.scene import fit_scene
+
+    sims = [simulate_tno_stamps(rng=40_000 + i, n_exposures=11, snr=30.0) for i in range(5)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit_scene(sims[0].exposures, sims[0].target)
+        cpu, wall = _timed(lambda i: fit_scene(sims[i % 5].exposures, sims[i % 5].target), repeats)
+    return {"cpu_ms": 1e3 * statistics.median(cpu), "wall_ms": 1e3 * statistics.median(wall)}
+
+
+def _baseline_times(base: Path, repeats: int) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(base / "src"))
+    cmd = [sys.executable, __file__, "--default-fit-times", str(repeats)]
+    done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def speed(repeats: int = 20, baseline: Path | None = None) -> None:
     import warnings
 
     from skyscene.datasets.tno import simulate_tno_stamps
     from skyscene.scene import fit_binary, fit_scene
 
+    base_runs = [_baseline_times(baseline, repeats)] if baseline is not None else []
     warnings.simplefilter("error")
     sims = [simulate_tno_stamps(rng=40_000 + i, n_exposures=11, snr=30.0) for i in range(5)]
     fit_scene(sims[0].exposures, sims[0].target)  # imports, caches
@@ -326,6 +356,17 @@ def speed(repeats: int = 20) -> None:
         f"  fit_binary (single with offset + binary, 8 starts, 3 polished, shot-noise pass): "
         f"median CPU {med(bcpu):.2f} s, wall {med(bwall):.2f} s   [acceptance ≤ 2 s]"
     )
+    if baseline is not None:
+        base_runs.append(_baseline_times(baseline, repeats))
+        b_cpu = statistics.mean(b["cpu_ms"] for b in base_runs)
+        b_wall = statistics.mean(b["wall_ms"] for b in base_runs)
+        print(
+            f"  baseline {baseline / 'src'}, default fit, same detections (a run before ours and "
+            f"one after): median CPU {b_cpu:.1f} ms ("
+            + ", ".join(f"{b['cpu_ms']:.1f}" for b in base_runs)
+            + f"), wall {b_wall:.1f} ms -> ratio baseline/this: {b_cpu / (1000 * med(cpu)):.2f} "
+            f"(CPU), {b_wall / (1000 * med(wall)):.2f} (wall); load average {os.getloadavg()[0]:.1f}"
+        )
     print(f"  peak Python memory per detection (tracemalloc, default fit): {peak / 2**20:.1f} MiB")
     print(psfex_line)
     warnings.resetwarnings()
@@ -417,6 +458,9 @@ def batch(n: int, workers: int) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--default-fit-times":  # a baseline's subprocess
+        print(json.dumps(_default_fit_times(int(sys.argv[2]))))
+        return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -441,9 +485,15 @@ def main() -> None:
     parser.add_argument(
         "--skip", nargs="*", default=(), choices=("accuracy", "binary", "speed", "batch")
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="checkout of an earlier revision: its default fits are timed side by side",
+    )
     args = parser.parse_args()
     if "speed" not in args.skip:
-        speed(args.repeats)
+        speed(args.repeats, args.baseline)
     if "accuracy" not in args.skip:
         accuracy(args.n, args.workers, args.first_seed, args.ideal, args.save)
     if "binary" not in args.skip:

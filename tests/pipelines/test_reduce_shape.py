@@ -176,7 +176,7 @@ def test_calibration_masters_go_to_the_workers_once_not_into_every_task(tmp_path
         progress=False,
     )
     reducer.photometry("optimal")
-    assert [name for name, _, _ in seen] == ["_align_task", "_photometry_task"]
+    assert [name for name, _, _ in seen] == ["_candidate_task", "_align_task", "_photometry_task"]
     masters = pickle.dumps(reducer.calibration)
     for name, items, shared in seen:
         assert shared is reducer.calibration, f"{name}: masters passed as shared="

@@ -94,6 +94,124 @@ class AlignmentResult:
         return float(np.arctan2(self.matrix[1, 0], self.matrix[0, 0]))
 
 
+def _asterism_invariants(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """astroalign's ``_generate_invariants``, vectorised (same arrays, same order).
+
+    For each star, the triangles of its ``NUM_NEAREST_NEIGHBORS`` nearest stars (itself
+    included), vertices ordered ``(a, b, c)`` as ``_arrangetriplet`` does (``a`` where
+    the two shortest sides meet, ...), invariants ``(L3/L2, L2/L1)``; duplicates dropped
+    keeping the last occurrence. astroalign's Python loop over the ~500 triangles of
+    50 stars and its quadratic duplicate search took ~7 ms per star list (issue 15).
+    """
+    from itertools import combinations
+
+    import astroalign
+    from scipy.spatial import KDTree
+
+    def norm(d):  # as np.linalg.norm of one 2-vector (a dot product): equal to the last bit
+        return np.sqrt(np.matmul(d[:, None, :], d[:, :, None]).reshape(-1))
+
+    knn = min(len(points), astroalign.NUM_NEAREST_NEIGHBORS)
+    _, near = KDTree(points).query(points, knn)
+    near = np.asarray(near).reshape(len(points), knn)
+    combos = np.array(list(combinations(range(knn), 3)), dtype=int)  # itertools order
+    tri = near[:, combos].reshape(-1, 3)  # (n_triangles, 3) star indices
+    v = points[tri]  # (n, 3, 2)
+    # side k joins vertices k and k + 1 (mod 3), as in _arrangetriplet
+    sides = np.stack([norm(v[:, k] - v[:, (k + 1) % 3]) for k in range(3)], axis=1)
+    order = np.argsort(sides, axis=1)  # l1, l2, l3 (shortest first)
+    rows = np.arange(len(tri))[:, None]
+    # the vertex shared by two sides is the one opposite the third: (third + 2) mod 3
+    arranged = tri[rows, (order[:, [2, 0, 1]] + 2) % 3]
+    va, vb, vc = (points[arranged[:, k]] for k in range(3))
+    lengths = np.sort(
+        np.stack(
+            [
+                norm(va - vb),
+                norm(vb - vc),
+                norm(va - vc),
+            ],
+            axis=1,
+        ),
+        axis=1,
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = np.stack([lengths[:, 2] / lengths[:, 1], lengths[:, 1] / lengths[:, 0]], axis=1)
+    seen: set = set()
+    keep = []
+    for pos in range(len(inv) - 1, -1, -1):  # the last of equal invariants is kept
+        key = (float(inv[pos, 0]), float(inv[pos, 1]))
+        if key not in seen:
+            seen.add(key)
+            keep.append(pos)
+    keep.reverse()
+    return inv[keep], arranged[keep]
+
+
+_REFERENCE_INVARIANTS: dict[bytes, tuple] = {}
+
+
+def _reference_invariants(points: np.ndarray) -> tuple:
+    """Invariants and their KD-tree of a reference star list, kept per process.
+
+    Every frame of a filter is matched to the same reference list: its invariants are
+    made once per worker instead of once per frame.
+    """
+    from scipy.spatial import KDTree
+
+    key = points.shape[0].to_bytes(4, "little") + points.tobytes()
+    hit = _REFERENCE_INVARIANTS.get(key)
+    if hit is None:
+        if len(_REFERENCE_INVARIANTS) > 32:
+            _REFERENCE_INVARIANTS.clear()
+        inv, asterisms = _asterism_invariants(points)
+        hit = _REFERENCE_INVARIANTS[key] = (KDTree(inv), asterisms)
+    return hit
+
+
+def _match_positions(source: np.ndarray, target: np.ndarray):
+    """astroalign's ``find_transform`` for two star lists, with the faster invariants.
+
+    The same steps and constants (``query_ball_tree`` radius 0.1, its RANSAC and the
+    choice of the best pair per source star), so the same transforms.
+    """
+    import astroalign
+    from scipy.spatial import KDTree
+
+    if len(source) < 3 or len(target) < 3:
+        raise ValueError("fewer than 3 stars in a list")
+    source_inv, source_asterisms = _asterism_invariants(source)
+    target_tree, target_asterisms = _reference_invariants(target)
+    matches_list = KDTree(source_inv).query_ball_tree(target_tree, r=0.1)
+    matches = [
+        list(zip(t1, t2, strict=True))
+        for t1, t2_list in zip(source_asterisms, matches_list, strict=True)
+        for t2 in target_asterisms[t2_list]
+    ]
+    matches = np.array(matches)
+    inv_model = astroalign._MatchTransform(source, target)
+    n_invariants = len(matches)
+    min_matches = max(1, min(10, int(n_invariants * astroalign.MIN_MATCHES_FRACTION)))
+    if (len(source) == 3 or len(target) == 3) and len(matches) == 1:
+        best_t = inv_model.fit(matches)
+        inlier_ind = np.arange(len(matches))
+    else:
+        best_t, inlier_ind = astroalign._ransac(
+            matches, inv_model, astroalign.PIXEL_TOL, min_matches
+        )
+    inliers = matches[inlier_ind]
+    pairs = {tuple(pair) for pair in inliers.reshape(-1, 2)}
+    best: dict = {}  # per source star, the pair with the smallest reprojection error
+    for s_i, t_i in pairs:
+        pred = astroalign.matrix_transform(source[s_i], best_t.params)
+        error = np.linalg.norm(pred - target[t_i])
+        if s_i not in best or error < best[s_i][1]:
+            best[s_i] = (t_i, error)
+    s_idx = np.array(list(best), dtype=int)
+    d_idx = np.array([best[k][0] for k in best], dtype=int)
+    return best_t, (source[s_idx], target[d_idx])
+
+
 def find_transform_from_positions(
     xy, reference_xy, *, max_control_points: int = 50
 ) -> AlignmentResult:
@@ -114,9 +232,7 @@ def find_transform_from_positions(
             f"need {MIN_STARS})"
         )
     try:
-        transform, (src, dst) = astroalign.find_transform(
-            xy, reference_xy, max_control_points=max_control_points
-        )
+        transform, (src, dst) = _match_positions(xy, reference_xy)
     except (astroalign.MaxIterError, ValueError, TypeError) as exc:
         raise AlignmentError(f"no asterism match between the star lists: {exc}") from exc
     matrix = np.asarray(transform.params, dtype=float)

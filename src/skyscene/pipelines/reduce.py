@@ -352,6 +352,32 @@ def _photometry_task(task: _PhotometryTask, calibration=None) -> list[dict[str, 
     return rows
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
+class _OutputTask:
+    """Files a step writes at its end (a Dask task): tables, or one diagnostic figure.
+
+    ``figure`` names a function of :mod:`skyscene.plotting.diagnostics` called with
+    ``args`` and ``kwargs``; the figure goes to ``stem`` (PNG, and PDF with ``pdf``).
+    """
+
+    tables: tuple = ()  # (astropy Table, CSV path) pairs
+    figure: str | None = None
+    args: tuple = ()
+    kwargs: dict = dataclasses.field(default_factory=dict)
+    stem: Path | None = None
+    pdf: bool = True
+
+
+def _output_task(task: _OutputTask, calibration=None) -> list[list[Path]]:
+    """Write one :class:`_OutputTask`: the paths of each table (or of the figure)."""
+    if task.figure is not None:
+        from skyscene.plotting import diagnostics
+
+        fig = getattr(diagnostics, task.figure)(*task.args, **task.kwargs)
+        return [_save_figure(fig, task.stem, pdf=task.pdf)]
+    return [write_table(table, path) for table, path in task.tables]
+
+
 def _one_line(exc: BaseException, path: str | None = None) -> str:
     """The first line of an error's message, with the file named if it is not already."""
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -712,16 +738,26 @@ class Reducer:
         """Per band, :func:`_candidate_task` of its first ``reference_candidates`` frames."""
         cfg = self.config
         job = self._job()
-        out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        tasks, bands = [], []
         for band in self.bands:
             for rec in self._band_frames(band)[: cfg.reference_candidates]:
-                task = _CandidateTask(
-                    job=job,
-                    path=rec.path,
-                    threshold=cfg.threshold,
-                    background_box=cfg.background_box,
+                tasks.append(
+                    _CandidateTask(
+                        job=job,
+                        path=rec.path,
+                        threshold=cfg.threshold,
+                        background_box=cfg.background_box,
+                    )
                 )
-                out[band].append(_candidate_task(task, self.calibration))
+                bands.append(band)
+        # In parallel on the client the alignment uses next (issue 15: 30 candidates,
+        # ~0.1 s each, were read and fitted one after the other in this process).
+        results = run_tasks(
+            _candidate_task, tasks, desc="reference candidates", **self._run_options()
+        )
+        out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for band, res in zip(bands, results, strict=True):
+            out[band].append(res)
         return out
 
     def _band_reference(self, band: str, candidates: list[dict[str, Any]]) -> dict[str, Any]:
@@ -926,10 +962,21 @@ class Reducer:
             scatter=shape.scatter,
         )
 
-    def _write_catalogs(self, exposures: dict[str, Any]) -> None:
-        from skyscene.plotting.diagnostics import catalog_figure
+    def _write_outputs(self, tasks: list[_OutputTask]) -> list[list[list[Path]]]:
+        """Run :func:`_output_task` on the step's workers (here when synchronous).
 
+        Figures and tables are written in parallel while this process waits (issue 15:
+        they were ~10 % of the reduction, on one core).
+        """
+        client = self._client()
+        if client is None:
+            return [_output_task(t) for t in tasks]
+        options = {k: v for k, v in self._run_options().items() if k not in ("shared", "config")}
+        return run_tasks(_output_task, tasks, desc="writing outputs", **options)
+
+    def _write_catalogs(self, exposures: dict[str, Any]) -> None:
         cat_dir = self.out_dir / "cat"
+        tasks = []
         for band, setup in self._setups.items():
             out = setup.catalog.copy()
             out.meta = {
@@ -939,16 +986,17 @@ class Reducer:
                 "psf_sigma_minor": setup.shape.sigma_minor,
                 "psf_theta_rad": setup.shape.theta,
             }
-            write_table(out, cat_dir / f"{band}_catalog.csv")
-            _save_figure(
-                catalog_figure(
-                    exposures[band].data,
-                    setup.catalog,
-                    title=f"{band}: {Path(setup.reference).name}",
-                ),
-                cat_dir / f"{band}_catalog",
-                pdf=False,
+            tasks.append(_OutputTask(tables=((out, cat_dir / f"{band}_catalog.csv"),)))
+            tasks.append(
+                _OutputTask(
+                    figure="catalog_figure",
+                    args=(exposures[band].data, setup.catalog),
+                    kwargs={"title": f"{band}: {Path(setup.reference).name}"},
+                    stem=cat_dir / f"{band}_catalog",
+                    pdf=False,
+                )
             )
+        self._write_outputs(tasks)
 
     # ------------------------------------------------------------------ photometry
     def photometry(self, photometer="optimal", *, local_background="default") -> ReductionResult:
@@ -1035,14 +1083,19 @@ class Reducer:
         band_files: list[Path] = []
         lcs: dict[str, dict[int, Any]] = {}
         bmjd = self._bmjd(self._location())
+        tasks = []
         for band, rows in rows_by_band.items():
             lcs[band] = self._light_curves(band, rows, bmjd, photometer=name, background=bkg_name)
-            for sid, table in lcs[band].items():
-                written += write_table(table, lc_dir / f"{band}_source_{sid}.csv")
-            band_files += write_table(
-                _band_table(band, lcs[band]), lc_dir / f"{band}_lightcurves.csv"
-            )
-        self._write_diagnostics(lcs, name, bkg_name)
+            tables = [(t, lc_dir / f"{band}_source_{sid}.csv") for sid, t in lcs[band].items()]
+            tables.append((_band_table(band, lcs[band]), lc_dir / f"{band}_lightcurves.csv"))
+            tasks.append(_OutputTask(tables=tuple(tables)))
+        n_tables = len(tasks)
+        tasks += self._diagnostic_tasks(lcs, name, bkg_name)
+        done = self._write_outputs(tasks)
+        for paths in done[:n_tables]:  # per band: the sources' files, then the band's
+            for p in paths[:-1]:
+                written += p
+            band_files += paths[-1]
         self._write_metadata(photometer, bkg_name, lc_dir)
         self.folder.complete(self.summary(lc_dir=lc_dir))
         log.info("wrote %d light curves to %s", sum(len(v) for v in lcs.values()), lc_dir)
@@ -1188,19 +1241,27 @@ class Reducer:
             out[int(sid)] = t
         return out
 
-    def _write_diagnostics(self, lcs, name, bkg_name) -> None:
-        from skyscene.plotting import diagnostics as dg
-
+    def _diagnostic_tasks(self, lcs, name, bkg_name) -> list[_OutputTask]:
         diag = self.out_dir / "diag"
         times = {b: [r.mjd_mid for r in self._band_frames(b)] for b in self.bands}
-        _save_figure(dg.header_times_figure(times), diag / "header_times")
         align = self._alignments
         bkgs = {b: [align[r.path].bkg_level for r in self._band_frames(b)] for b in self.bands}
-        _save_figure(dg.backgrounds_figure(times, bkgs), diag / "backgrounds")
         sizes = {b: [align[r.path].psf_size for r in self._band_frames(b)] for b in self.bands}
-        _save_figure(dg.seeing_figure(times, sizes), diag / "seeing")
-        _save_figure(dg.rms_vs_median_figure(lcs), diag / f"rms_vs_median_{name}_{bkg_name}")
-        _save_figure(dg.light_curves_figure(lcs), diag / f"light_curves_{name}_{bkg_name}")
+        return [  # the largest first
+            _OutputTask(
+                figure="light_curves_figure",
+                args=(lcs,),
+                stem=diag / f"light_curves_{name}_{bkg_name}",
+            ),
+            _OutputTask(
+                figure="rms_vs_median_figure",
+                args=(lcs,),
+                stem=diag / f"rms_vs_median_{name}_{bkg_name}",
+            ),
+            _OutputTask(figure="header_times_figure", args=(times,), stem=diag / "header_times"),
+            _OutputTask(figure="backgrounds_figure", args=(times, bkgs), stem=diag / "backgrounds"),
+            _OutputTask(figure="seeing_figure", args=(times, sizes), stem=diag / "seeing"),
+        ]
 
     def frames_table(self):
         """One row per used frame: file, band, time, background, alignment and PSF size."""
