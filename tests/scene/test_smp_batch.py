@@ -198,6 +198,13 @@ def test_verbosity_is_parsed_before_or_after_every_subcommand():
     assert (args.quiet, args.verbose) == (False, 1)
     args = parser.parse_args(["simulate", "tno", "out", "-vv"])
     assert args.verbose == 2
+    # commands with actions of their own take them after the action too
+    args = parser.parse_args(["users", "add", "bob", "--db", "sqlite://", "-q"])
+    assert (args.quiet, args.verbose) == (True, 0)
+    args = parser.parse_args(["db", "current", "sqlite://", "-v"])
+    assert args.verbose == 1
+    args = parser.parse_args(["-q", "users", "list", "--db", "sqlite://"])
+    assert args.quiet is True
 
 
 def test_unreachable_scheduler_at_the_cli(stamps, tmp_path, caplog):

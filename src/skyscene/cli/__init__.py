@@ -100,12 +100,25 @@ def _add_verbosity(parser: argparse.ArgumentParser, *, default_verbose, default_
 
 
 def _give_parents(commands, common: argparse.ArgumentParser) -> None:
-    """Make ``commands.add_parser`` add the options of ``common`` to every sub-parser."""
+    """Make ``commands.add_parser`` add the options of ``common`` to every sub-parser,
+    and to the sub-parsers of their own sub-commands (``skyscene users add ... -q``)."""
     add_parser = commands.add_parser
 
     def add_with_common(name, **kwargs):
-        kwargs["parents"] = [*kwargs.get("parents", ()), common]
-        return add_parser(name, **kwargs)
+        parents = list(kwargs.get("parents", ()))
+        if not any(a.dest in ("verbose", "quiet") for p in parents for a in p._actions):
+            parents.append(common)
+        kwargs["parents"] = parents
+        sub = add_parser(name, **kwargs)
+        add_subparsers = sub.add_subparsers
+
+        def add_subparsers_with_common(**kw):
+            nested = add_subparsers(**kw)
+            _give_parents(nested, common)
+            return nested
+
+        sub.add_subparsers = add_subparsers_with_common
+        return sub
 
     commands.add_parser = add_with_common
 
