@@ -1155,7 +1155,10 @@ class SceneModel:
         else:
             sol = problem.solve(target_w, covariance=True)
         n_position = size if cfg.fit_offset else 0
-        return _make_result(problem, sol, src, offset, flags, extra={"n_position": n_position})
+        # a weights-only pass (no covariance: the shot-noise first pass, whose variance
+        # still lacks the sources' Poisson noise) is not judged by its chi2
+        extra = {"n_position": n_position, "check_chi2": covariance}
+        return _make_result(problem, sol, src, offset, flags, extra=extra)
 
 
 def _make_result(problem: _Problem, sol: LinearSolution, src, offset, flags, extra) -> SceneResult:
@@ -1181,7 +1184,8 @@ def _make_result(problem: _Problem, sol: LinearSolution, src, offset, flags, ext
     n_params = n_f + n_src - problem.fixed_factor.n_dropped + extra.get("n_position", 0)
     dof = int(problem.npix.sum() - n_params)
     chi2 = float(chi2_exp.sum())
-    if dof > 0 and not chi2 / dof <= cfg.max_reduced_chi2:  # NaN counts as absurd
+    judged = extra.get("check_chi2", True)
+    if judged and dof > 0 and not chi2 / dof <= cfg.max_reduced_chi2:  # NaN counts as absurd
         msg = (
             f"{problem.names[problem.target.detections[0]]}: chi2/dof = {chi2 / dof:.3g} "
             f"exceeds SceneConfig.max_reduced_chi2 = {cfg.max_reduced_chi2:g}; fit flagged"
